@@ -1,0 +1,54 @@
+# Flotilla: `make demo` runs the product on a local cluster; `make test` runs the whole suite.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= $(shell for p in python3.13 python3.12 $(HOME)/.pyenv/versions/3.13*/bin/python3.13 $(HOME)/.pyenv/versions/3.12*/bin/python3.12; do \
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && { command -v $$p; break; }; done)
+VENV := .venv
+PY := $(VENV)/bin/python
+APT_PACKAGES := openssh-server chromium
+TEST_ENV := DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/flotilla} \
+	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-redis://127.0.0.1:6379/15} \
+	FLOTILLA_VAR_DIR=$(CURDIR)/var/test DJANGO_ALLOW_ASYNC_UNSAFE=true
+
+.PHONY: help demo demo-bare test bench lint deps services venv
+
+help:
+	@echo "make demo   - run Flotilla on a local 4-node cluster (embedded SQLite + file broker)"
+	@echo "make test   - run the whole test suite (PostgreSQL, Redis, sshd nodes, Chromium)"
+	@echo "make bench  - run the benchmarks; results in bench/results/*.json"
+
+$(VENV)/.installed: requirements.txt requirements-test.txt
+	@test -n "$(PYTHON)" || { echo "No Python 3.12 or newer found (Django 6.1 needs it). Install python3.12+ or set PYTHON=/path/to/python3.12"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-test.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+deps:
+	@missing=""; \
+	test -x /usr/sbin/sshd || missing="$$missing openssh-server"; \
+	test -x /usr/bin/chromium || missing="$$missing chromium"; \
+	test -x /usr/bin/python3 || missing="$$missing python3"; \
+	if [ -n "$$missing" ]; then \
+		echo "Installing system packages:$$missing"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+services:
+	@bash tests/services.sh
+
+demo: deps venv
+	rm -rf var/demo
+	FLOTILLA_VAR_DIR=$(CURDIR)/var/demo $(PY) manage.py migrate --noinput -v0
+	FLOTILLA_VAR_DIR=$(CURDIR)/var/demo $(PY) manage.py demo $(if $(filter bare,$(DEMO)),--bare,)
+
+test: deps venv services
+	$(PY) -m ruff check .
+	$(TEST_ENV) $(PY) -m pytest
+
+bench: deps venv services
+	@for b in bench/*.py; do echo "== $$b"; $(TEST_ENV) $(PY) $$b || exit 1; done
+
+lint: venv
+	$(PY) -m ruff format --check . && $(PY) -m ruff check .

@@ -1,0 +1,284 @@
+"""The one way Flotilla talks to nodes: SSH with pinned host keys (paramiko).
+
+Every call names its node in its errors, so the operator reads "node 3
+(127.0.10.3): host key mismatch", never a bare traceback. No value is ever
+handed to a remote shell unquoted: one-shot commands quote every argument,
+and the persistent ``serve`` session sends arguments as JSON with no shell at
+all.
+"""
+
+import base64
+import hashlib
+import json
+import os
+import shlex
+import socket
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import paramiko
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+AGENT = '"$NODE_HOME/bin/flotilla-agent"'
+CONNECT_TIMEOUT = 3.0
+COMMAND_TIMEOUT = 10.0
+WINDOW_SIZE = 64 * 2**20
+MAX_PACKET = 256 * 2**10
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a node is and how it must prove who it is."""
+
+    label: str
+    address: str
+    port: int
+    username: str
+    host_key: str  # "ssh-ed25519 AAAA...": the pinned key
+
+    def __str__(self):
+        return f"{self.label} ({self.address}:{self.port})"
+
+
+class NodeError(Exception):
+    """A node could not do what was asked; ``reason`` is short and stable."""
+
+    reason = "failed"
+
+    def __init__(self, target, detail=""):
+        self.target = target
+        self.detail = detail
+        super().__init__(f"{target}: {self.reason}" + (f": {detail}" if detail else ""))
+
+
+class Unreachable(NodeError):
+    reason = "unreachable"
+
+
+class AuthenticationFailed(NodeError):
+    reason = "authentication failed"
+
+
+class HostKeyMismatch(NodeError):
+    reason = "host key mismatch (the node's SSH key changed; refusing to connect)"
+
+
+class CommandFailed(NodeError):
+    reason = "command failed"
+
+
+class CommandTimeout(NodeError):
+    reason = "command timed out"
+
+
+# --- the cluster's own key -------------------------------------------------
+
+
+def load_or_create_key(path):
+    """The cluster's ed25519 key: made once, mode 0600, never in the database."""
+    path = Path(path)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        pem = Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.OpenSSH,
+            serialization.NoEncryption(),
+        )
+        fd = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(pem)
+        os.replace(path.with_suffix(".tmp"), path)
+    return paramiko.Ed25519Key.from_private_key_file(str(path))
+
+
+def public_key_line(key, comment="flotilla-cluster"):
+    return f"{key.get_name()} {key.get_base64()} {comment}"
+
+
+def fingerprint(host_key_line):
+    """SHA256 fingerprint as OpenSSH prints it."""
+    blob = base64.b64decode(host_key_line.split()[1])
+    digest = base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+    return f"SHA256:{digest}"
+
+
+# --- connections -----------------------------------------------------------
+
+
+def _open_transport(target, key, timeout):
+    try:
+        sock = socket.create_connection((target.address, target.port), timeout=timeout)
+    except OSError as exc:
+        raise Unreachable(target, str(exc)) from exc
+    # paramiko leaves Nagle on: each small request would wait for a delayed ACK.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    transport = paramiko.Transport(sock, default_window_size=WINDOW_SIZE, default_max_packet_size=MAX_PACKET)
+    transport.banner_timeout = timeout
+    transport.auth_timeout = timeout
+    try:
+        transport.start_client(timeout=timeout)
+        _check_host_key(target, transport.get_remote_server_key())
+        transport.auth_publickey(target.username, key)
+    except NodeError:
+        transport.close()
+        raise
+    except paramiko.AuthenticationException as exc:
+        transport.close()
+        raise AuthenticationFailed(target, str(exc)) from exc
+    except (paramiko.SSHException, OSError, EOFError) as exc:
+        transport.close()
+        raise Unreachable(target, str(exc) or type(exc).__name__) from exc
+    transport.set_keepalive(15)
+    return transport
+
+
+def _check_host_key(target, server_key):
+    if not target.host_key:
+        raise HostKeyMismatch(target, "no host key is pinned for this node")
+    pinned_type, pinned_b64 = target.host_key.split()[:2]
+    if server_key.get_name() != pinned_type or server_key.get_base64() != pinned_b64:
+        got = fingerprint(f"{server_key.get_name()} {server_key.get_base64()}")
+        raise HostKeyMismatch(target, f"expected {fingerprint(target.host_key)}, got {got}")
+
+
+class _Connection:
+    def __init__(self, target, transport):
+        self.target = target
+        self.transport = transport
+        self.lock = threading.Lock()
+        self.session = None  # (channel, reader) of a running "serve"
+
+    def alive(self):
+        return self.transport.is_active()
+
+    def close(self):
+        if self.session is not None:
+            channel, reader = self.session
+            reader.close()
+            channel.close()
+            self.session = None
+        self.transport.close()
+
+
+class Pool:
+    """Persistent connections, one per node, shared by the threads of a process."""
+
+    def __init__(self, key, connect_timeout=CONNECT_TIMEOUT, command_timeout=COMMAND_TIMEOUT):
+        self.key = key
+        self.connect_timeout = connect_timeout
+        self.command_timeout = command_timeout
+        self._conns = {}
+        self._lock = threading.Lock()
+
+    def _connection(self, target):
+        with self._lock:
+            conn = self._conns.get(target)
+            if conn is not None and not conn.alive():
+                conn.close()
+                conn = None
+            if conn is None:
+                conn = _Connection(target, _open_transport(target, self.key, self.connect_timeout))
+                self._conns[target] = conn
+            return conn
+
+    def drop(self, target):
+        with self._lock:
+            conn = self._conns.pop(target, None)
+        if conn is not None:
+            conn.close()
+
+    def close_all(self):
+        with self._lock:
+            conns, self._conns = list(self._conns.values()), {}
+        for conn in conns:
+            conn.close()
+
+    def run(self, target, verb, *args, timeout=None):
+        """Run one agent command in its own channel; returns its JSON result."""
+        conn = self._connection(target)
+        command = " ".join([AGENT, shlex.quote(verb), *(shlex.quote(str(a)) for a in args)])
+        try:
+            channel = conn.transport.open_session(timeout=self.connect_timeout)
+            channel.settimeout(timeout or self.command_timeout)
+            channel.exec_command(command)
+            out = _read_all(channel.recv)
+            err = _read_all(channel.recv_stderr)
+            code = channel.recv_exit_status()
+            channel.close()
+        except TimeoutError as exc:
+            self.drop(target)
+            raise CommandTimeout(target, f"{verb} gave no answer in {timeout or self.command_timeout:g} s") from exc
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            self.drop(target)
+            raise Unreachable(target, str(exc) or type(exc).__name__) from exc
+        return _parse(target, verb, code, out, err)
+
+    def call(self, target, verb, *args, timeout=None):
+        """Ask the node's long-lived agent over the open session (no process start)."""
+        conn = self._connection(target)
+        request = json.dumps({"verb": verb, "args": list(args)}).encode() + b"\n"
+        with conn.lock:
+            try:
+                channel, reader = conn.session or self._start_session(conn)
+                channel.settimeout(timeout or self.command_timeout)
+                channel.sendall(request)
+                line = reader.readline()
+            except TimeoutError as exc:
+                self.drop(target)
+                raise CommandTimeout(target, f"{verb} gave no answer in {timeout or self.command_timeout:g} s") from exc
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                self.drop(target)
+                raise Unreachable(target, str(exc) or type(exc).__name__) from exc
+        if not line:
+            self.drop(target)
+            raise Unreachable(target, "the agent session closed")
+        return _parse(target, verb, 0, line, b"")["result"]
+
+    def _start_session(self, conn):
+        channel = conn.transport.open_session(timeout=self.connect_timeout)
+        channel.exec_command(f"exec {AGENT} serve")
+        conn.session = (channel, channel.makefile("rb"))
+        return conn.session
+
+
+def _read_all(recv):
+    chunks = []
+    while chunk := recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _parse(target, verb, code, out, err):
+    try:
+        document = json.loads(out) if out.strip() else {}
+    except ValueError:
+        document = None
+    if document is None or code != 0 or "error" in document:
+        detail = (document or {}).get("error") or err.decode(errors="replace").strip() or f"exit {code}"
+        raise CommandFailed(target, f"{verb}: {detail}")
+    return document
+
+
+_pool = None
+_pool_lock = threading.Lock()
+
+
+def get_pool():
+    """This process's pool, built from settings on first use."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            from django.conf import settings
+
+            _pool = Pool(
+                load_or_create_key(settings.CLUSTER_SSH_KEY), settings.SSH_CONNECT_TIMEOUT, settings.SSH_COMMAND_TIMEOUT
+            )
+        return _pool
+
+
+def cluster_public_key():
+    from django.conf import settings
+
+    return public_key_line(load_or_create_key(settings.CLUSTER_SSH_KEY))

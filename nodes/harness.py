@@ -1,0 +1,398 @@
+"""The local cluster: real nodes on one machine, for the demo and the tests.
+
+Node N listens on loopback address PREFIX.N: its own OpenSSH sshd on port
+2222 (own host key, own authorized_keys, its own unprivileged login user, and
+``SetEnv NODE_HOME``), its own state directory and its own node-local WUI on
+port 8000. The shared WUI goes on PREFIX.90:8000.
+
+Node daemons keep pid files under the node's directory, so that any process
+(the demo, a test, a Celery worker carrying out a reboot) can stop and start
+a node's services with nothing but this module. Everything started here is
+stopped by ``stop()``, also on SIGINT/SIGTERM and at interpreter exit.
+"""
+
+import atexit
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+ROOT = Path(os.environ.get("FLOTILLA_HARNESS_ROOT", "/var/lib/flotilla-harness"))
+SSH_PORT = 2222
+WUI_PORT = 8000
+SHARED_OCTET = 90
+SSHD = "/usr/sbin/sshd"
+AGENT_PYTHON = "/usr/bin/python3"
+
+
+class HarnessError(RuntimeError):
+    pass
+
+
+def _run(*cmd, **kwargs):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kwargs)
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still answers kill(0); reap it if it is ours.
+    try:
+        return os.waitpid(pid, os.WNOHANG) == (0, 0)
+    except ChildProcessError:
+        return Path(f"/proc/{pid}").exists() and "Z" not in _proc_state(pid)
+
+
+def _proc_state(pid):
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].split()[0]
+    except (OSError, IndexError):
+        return "Z"
+
+
+def stop_pidfile(pidfile, timeout=5.0):
+    pidfile = Path(pidfile)
+    try:
+        pid = int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return
+    if _pid_alive(pid):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if _pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    pidfile.unlink(missing_ok=True)
+
+
+def wait_for_port(address, port, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((address, port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise HarnessError(f"nothing answered on {address}:{port} within {timeout:g} s")
+
+
+def wait_for_http(url, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status < 500:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise HarnessError(f"{url} did not answer within {timeout:g} s")
+
+
+class Node:
+    """One simulated machine: its directory, its login user, its daemons."""
+
+    def __init__(self, cluster, n):
+        self.cluster = cluster
+        self.n = n
+        self.address = f"{cluster.prefix}.{n}"
+        self.root = cluster.root / f"node{n}"
+        self.home = self.root / "home"  # NODE_HOME, owned by the node's user
+        self.etc = self.root / "etc"
+        self.run = self.root / "run"
+        self.user = f"flotilla-{cluster.prefix.split('.')[2]}-{n}"
+        self.wui_url = f"http://{self.address}:{WUI_PORT}"
+
+    @property
+    def host_key(self):
+        return (self.etc / "ssh_host_ed25519_key.pub").read_text().split()[0:2]
+
+    @property
+    def host_key_line(self):
+        return " ".join(self.host_key)
+
+    # -- preparing the machine --
+
+    def prepare(self):
+        for d in (self.etc, self.run, self.home / "bin", self.home / ".ssh"):
+            d.mkdir(parents=True, exist_ok=True)
+        for d in (self.root, self.etc, self.run):
+            os.chmod(d, 0o755)
+        self._ensure_user()
+        key = self.etc / "ssh_host_ed25519_key"
+        if not key.exists():
+            _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", self.address, "-f", str(key))
+        self._install_agent()
+        self._write_node_json()
+        (self.etc / "sshd_config").write_text(self._sshd_config())
+        keys = self.home / ".ssh" / "authorized_keys"
+        if not keys.exists():
+            keys.write_text("".join(k + "\n" for k in self.cluster.authorized_keys))
+        for path in (self.home, self.home / ".ssh", keys):
+            shutil.chown(path, self.user, self.user)
+        os.chmod(self.home, 0o755)
+        os.chmod(self.home / ".ssh", 0o700)
+        os.chmod(keys, 0o600)
+
+    def _ensure_user(self):
+        try:
+            _run("id", "-u", self.user)
+        except subprocess.CalledProcessError:
+            _run(
+                "useradd",
+                "--system",
+                "--no-create-home",
+                "--home-dir",
+                str(self.home),
+                "--shell",
+                "/bin/sh",
+                "--user-group",
+                self.user,
+            )
+        # A user made by useradd is "locked": sshd without PAM refuses it.
+        _run("usermod", "-p", "*", "-d", str(self.home), self.user)
+
+    def _install_agent(self):
+        target = self.home / "bin" / "flotilla-agent"
+        source = (BASE_DIR / "nodes" / "agent.py").read_text()
+        body = source.split("\n", 1)[1]
+        target.write_text(f"#!{AGENT_PYTHON} -IS\n{body}")
+        os.chmod(target, 0o755)
+
+    def _write_node_json(self):
+        path = self.home / "node.json"
+        if path.exists():
+            return
+        path.write_text(
+            json.dumps(
+                {
+                    "hostname": f"lb{self.n}",
+                    "interfaces": [{"name": "eth0", "device": "lo", "addresses": [f"{self.address}/24"]}],
+                }
+            )
+        )
+        shutil.chown(path, self.user, self.user)
+
+    def _sshd_config(self):
+        return "\n".join(
+            [
+                f"ListenAddress {self.address}",
+                f"Port {SSH_PORT}",
+                f"HostKey {self.etc / 'ssh_host_ed25519_key'}",
+                f"PidFile {self.run / 'sshd.pid'}",
+                f"AuthorizedKeysFile {self.home / '.ssh' / 'authorized_keys'}",
+                f"AllowUsers {self.user}",
+                "PasswordAuthentication no",
+                "KbdInteractiveAuthentication no",
+                "PubkeyAuthentication yes",
+                "PermitRootLogin no",
+                "UsePAM no",
+                "StrictModes yes",
+                "X11Forwarding no",
+                "AllowTcpForwarding no",
+                "MaxSessions 64",
+                "MaxStartups 64:30:128",
+                "LogLevel ERROR",
+                "Subsystem sftp internal-sftp",
+                f"SetEnv NODE_HOME={self.home}",
+                "",
+            ]
+        )
+
+    # -- daemons --
+
+    def start(self):
+        if self.running():
+            return
+        cfg = self.etc / "sshd_config"
+        _run(SSHD, "-f", str(cfg), "-E", str(self.run / "sshd.log"))
+        if self.cluster.web:
+            self._start_wui()
+        wait_for_port(self.address, SSH_PORT)
+        if self.cluster.web:
+            wait_for_http(f"{self.wui_url}/health")
+
+    def _start_wui(self):
+        env = {
+            **os.environ,
+            **self.cluster.wui_env,
+            "FLOTILLA_ROLE": "node",
+            "NODE_HOME": str(self.home),
+            "DATABASE_URL": f"sqlite:///{self.root / 'wui.sqlite3'}",
+        }
+        if not (self.root / "wui.sqlite3").exists():
+            shutil.copy(self.cluster.template_db, self.root / "wui.sqlite3")
+        subprocess.run(
+            [
+                self.cluster.python,
+                "-m",
+                "gunicorn",
+                "wui.wsgi",
+                "--daemon",
+                "--bind",
+                f"{self.address}:{WUI_PORT}",
+                "--workers",
+                "1",
+                "--threads",
+                "4",
+                "--pid",
+                str(self.run / "wui.pid"),
+                "--error-logfile",
+                str(self.run / "wui.log"),
+                "--chdir",
+                str(BASE_DIR),
+            ],
+            env=env,
+            check=True,
+            cwd=BASE_DIR,
+        )
+
+    def stop(self):
+        """Take the node's services down, as a power-off would: sessions die too."""
+        stop_pidfile(self.run / "wui.pid")
+        stop_pidfile(self.run / "sshd.pid")
+        # Per-connection sshd children outlive the listener: end the node user's
+        # processes so that open sessions drop, as they would on a real reboot.
+        subprocess.run(["pkill", "-KILL", "-u", self.user], capture_output=True)
+
+    def restart(self):
+        self.stop()
+        self.start()
+
+    def running(self):
+        pidfile = self.run / "sshd.pid"
+        try:
+            return _pid_alive(int(pidfile.read_text()))
+        except (OSError, ValueError):
+            return False
+
+
+class Cluster:
+    """N nodes on PREFIX.1..PREFIX.N, and optionally the control plane on PREFIX.90."""
+
+    def __init__(
+        self,
+        size=4,
+        prefix="127.0.10",
+        web=True,
+        authorized_keys=(),
+        wui_env=None,
+        python=sys.executable,
+        root=None,
+        fresh=False,
+    ):
+        self.size = size
+        self.prefix = prefix
+        self.web = web
+        self.authorized_keys = list(authorized_keys)
+        self.wui_env = dict(wui_env or {})
+        self.python = python
+        self.root = Path(root) if root else ROOT / prefix
+        self.fresh = fresh
+        self.shared_address = f"{prefix}.{SHARED_OCTET}"
+        self.shared_url = f"http://{self.shared_address}:{WUI_PORT}"
+        self.nodes = [Node(self, n) for n in range(1, size + 1)]
+        self.template_db = self.root / "node-wui-template.sqlite3"
+        self.children = []
+
+    def node(self, n):
+        return self.nodes[n - 1]
+
+    def start(self):
+        check_system()
+        Path("/run/sshd").mkdir(exist_ok=True)
+        self.stop_nodes()
+        if self.fresh and self.root.exists():
+            shutil.rmtree(self.root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.root, 0o755)
+        _install_cleanup(self)
+        if self.web:
+            self._build_template_db()
+        for node in self.nodes:
+            node.prepare()
+        for node in self.nodes:
+            node.start()
+        return self
+
+    def _build_template_db(self):
+        env = {**os.environ, **self.wui_env, "FLOTILLA_ROLE": "node", "DATABASE_URL": f"sqlite:///{self.template_db}"}
+        self.template_db.unlink(missing_ok=True)
+        manage = [self.python, str(BASE_DIR / "manage.py")]
+        subprocess.run([*manage, "migrate", "--noinput", "-v0"], env=env, check=True)
+        if env.get("FLOTILLA_ADMIN_PASSWORD"):
+            subprocess.run(
+                [*manage, "createadmin", "--username", env.get("FLOTILLA_ADMIN_USER", "admin"), "--password-from-env"],
+                env=env,
+                check=True,
+                capture_output=True,
+            )
+
+    def spawn(self, name, argv, env):
+        """A control-plane process owned by this harness (shared WUI, worker)."""
+        log = open(self.root / f"{name}.log", "ab")
+        proc = subprocess.Popen(
+            argv, env={**os.environ, **env}, cwd=BASE_DIR, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self.children.append(proc)
+        return proc
+
+    def stop_nodes(self):
+        for node in self.nodes:
+            node.stop()
+
+    def stop(self):
+        for proc in reversed(self.children):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.children:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        self.children = []
+        self.stop_nodes()
+
+
+def check_system():
+    missing = [p for p in (SSHD, AGENT_PYTHON, "/usr/bin/ssh-keygen") if not Path(p).exists()]
+    if missing:
+        raise HarnessError(f"missing {', '.join(missing)}: install openssh-server and python3 (make deps)")
+    if os.geteuid() != 0:
+        raise HarnessError("the local cluster needs root: it starts sshd and creates node users")
+
+
+_clusters = []
+
+
+def _install_cleanup(cluster):
+    if cluster in _clusters:
+        return
+    _clusters.append(cluster)
+    if len(_clusters) == 1:
+        atexit.register(_stop_all)
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(sig) in (signal.SIG_DFL, None):
+                signal.signal(sig, _on_signal)
+
+
+def _stop_all():
+    while _clusters:
+        _clusters.pop().stop()
+
+
+def _on_signal(signum, frame):
+    _stop_all()
+    sys.exit(128 + signum)

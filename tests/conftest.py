@@ -1,0 +1,137 @@
+"""Fixtures over real components: PostgreSQL, Redis, a Celery worker, sshd nodes, Chromium."""
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from cluster import ssh
+from cluster.models import Node
+from nodes.harness import BASE_DIR, Cluster
+
+TEST_PREFIX = "127.0.11"  # the demo uses 127.0.10: both can run at once
+ADMIN_PASSWORD = "correct-horse-battery"
+
+
+@pytest.fixture(scope="session")
+def harness():
+    """Four real nodes (sshd + node-local WUI), the cluster's key authorised on each."""
+    cluster = Cluster(
+        size=4,
+        prefix=TEST_PREFIX,
+        web=True,
+        fresh=True,
+        authorized_keys=[ssh.cluster_public_key()],
+        wui_env={"FLOTILLA_ADMIN_PASSWORD": ADMIN_PASSWORD, "FLOTILLA_VAR_DIR": str(settings.VAR_DIR / "nodes")},
+    )
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def pool():
+    """A fresh pool per test, so that one test's open sessions never leak into another."""
+    p = ssh.Pool(ssh.load_or_create_key(settings.CLUSTER_SSH_KEY), connect_timeout=2, command_timeout=5)
+    yield p
+    p.close_all()
+
+
+@pytest.fixture
+def member_rows(harness, db):
+    """The harness nodes as Node rows with their host keys pinned."""
+    return [
+        Node.objects.create(number=n.n, address=n.address, ssh_user=n.user, host_key=n.host_key_line)
+        for n in harness.nodes
+    ]
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup, django_db_blocker):
+    """A real Celery worker on the real broker, writing to the test database."""
+    with django_db_blocker.unblock():
+        db_name = connection.settings_dict["NAME"]
+    url = os.environ["DATABASE_URL"].rsplit("/", 1)[0] + "/" + db_name
+    env = {**os.environ, "DATABASE_URL": url}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "wui",
+            "worker",
+            "-P",
+            "threads",
+            "-c",
+            "4",
+            "-l",
+            "warning",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
+        cwd=BASE_DIR,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait_for_worker(proc)
+    yield proc
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def _wait_for_worker(proc):
+    from wui.celery import app
+
+    app.control.purge()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"celery worker exited: {proc.stderr.read()}")
+        if app.control.ping(timeout=0.5):
+            return
+    raise RuntimeError("celery worker did not answer a ping within 30 s")
+
+
+@pytest.fixture
+def admin_user(django_user_model):
+    return django_user_model.objects.create_superuser("admin", password=ADMIN_PASSWORD)
+
+
+@pytest.fixture
+def admin_client(client, admin_user):
+    client.force_login(admin_user)
+    return client
+
+
+def wait_until(predicate, timeout=10.0, interval=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := predicate():
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    return {
+        **browser_type_launch_args,
+        "executable_path": "/usr/bin/chromium",
+        "args": [
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--disable-quic",
+        ],
+    }

@@ -1,0 +1,187 @@
+"""Settings, all from the environment; defaults run embedded (SQLite, file broker).
+
+A value that cannot be parsed stops start-up with the variable's name in the
+error (django-environ raises ImproperlyConfigured).
+"""
+
+import os
+import secrets
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+env = environ.Env()
+
+VAR_DIR = Path(env("FLOTILLA_VAR_DIR", default=str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+# "shared": the cluster WUI on the shared address. "node": a unit's own WUI,
+# whose menu depends on the unit's mode (standalone, admin, member).
+FLOTILLA_ROLE = env("FLOTILLA_ROLE", default="shared")
+if FLOTILLA_ROLE not in ("shared", "node"):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(f"FLOTILLA_ROLE must be 'shared' or 'node', not {FLOTILLA_ROLE!r}")
+NODE_HOME = env("NODE_HOME", default="")
+
+
+def _secret_key():
+    """SECRET_KEY from the environment, else one made once and kept in var/ (0600)."""
+    if env("SECRET_KEY", default=""):
+        return env("SECRET_KEY")
+    path = VAR_DIR / "secret_key"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(50))
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = env.bool("DEBUG", default=False)
+
+# The local cluster lives on 127.0.10.0/24 (the demo) and 127.0.11.0/24 (the tests).
+_LOCAL_CLUSTER_HOSTS = [f"127.0.{b}.{n}" for b in (10, 11) for n in range(1, 255)]
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", *_LOCAL_CLUSTER_HOSTS])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "axes",
+    "auditlog",
+    "wui",
+    "cluster",
+    "nodes",
+    "firmware",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    "auditlog.middleware.AuditlogMiddleware",
+    "axes.middleware.AxesMiddleware",
+]
+
+ROOT_URLCONF = "nodes.urls" if FLOTILLA_ROLE == "node" else "wui.urls"
+WSGI_APPLICATION = "wui.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "wui.menu.context",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'flotilla.sqlite3'}")}
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # Web threads, the worker and health checks write concurrently.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
+    )
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+
+# Wrong passwords: five tries per user and address, then locked out for 15 minutes.
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_HOURS", default=0.25)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_RESET_ON_SUCCESS = True
+
+# HTTPS is expected in production (FLOTILLA_HTTPS=true); the local cluster is plain HTTP on loopback.
+HTTPS = env.bool("FLOTILLA_HTTPS", default=False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = HTTPS
+SECURE_SSL_REDIRECT = HTTPS
+SECURE_HSTS_SECONDS = 31536000 if HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
+SECURE_HSTS_PRELOAD = HTTPS
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_PROXY", default=False) else None
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=8 * 3600)
+X_FRAME_OPTIONS = "DENY"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env("TIME_ZONE", default="UTC")
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)
+STATICFILES_DIRS = [BASE_DIR / "static"]
+WHITENOISE_USE_FINDERS = True
+
+# Uploads are streamed to disk past this size, never held whole in memory.
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 2**20
+DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 2**20
+
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="flotilla-fs://")
+if CELERY_BROKER_URL.startswith("flotilla-fs://"):
+    _broker_dir = VAR_DIR / "broker"
+    for _d in ("queue", "processed"):
+        (_broker_dir / _d).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "queue"),
+        "data_folder_out": str(_broker_dir / "queue"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "store_processed": False,
+        "polling_interval": 0.05,
+    }
+CELERY_TASK_IGNORE_RESULT = True  # outcomes are recorded on database rows
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+# SSH to the nodes: the cluster's key (made on first use, 0600, never in git or the database).
+CLUSTER_SSH_KEY = Path(env("CLUSTER_SSH_KEY", default=str(VAR_DIR / "ssh" / "cluster_ed25519")))
+SSH_CONNECT_TIMEOUT = env.float("SSH_CONNECT_TIMEOUT", default=3.0)
+SSH_COMMAND_TIMEOUT = env.float("SSH_COMMAND_TIMEOUT", default=10.0)
+SSH_PORT = env.int("SSH_PORT", default=2222)
+
+# Licence: the most nodes this cluster may have.
+LICENSE_MAX_NODES = env.int("LICENSE_MAX_NODES", default=64)
+
+# Firmware patches must be signed by one of these ed25519 public keys (base64, raw 32 bytes).
+FIRMWARE_TRUSTED_KEYS = env.list("FIRMWARE_TRUSTED_KEYS", default=[])
+FIRMWARE_MAX_BYTES = env.int("FIRMWARE_MAX_BYTES", default=512 * 2**20)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="WARNING")},
+}
