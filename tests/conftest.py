@@ -57,44 +57,25 @@ def celery_worker(django_db_setup, django_db_blocker):
         db_name = connection.settings_dict["NAME"]
     url = os.environ["DATABASE_URL"].rsplit("/", 1)[0] + "/" + db_name
     env = {**os.environ, "DATABASE_URL": url}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "wui",
-            "worker",
-            "-P",
-            "threads",
-            "-c",
-            "4",
-            "-l",
-            "warning",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ],
-        cwd=BASE_DIR,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    _wait_for_worker(proc)
+    log_path = settings.VAR_DIR / "worker.log"
+    argv = [sys.executable, "-m", "celery", "-A", "wui", "worker", "-P", "threads", "-c", "4", "-l", "warning"]
+    argv += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(argv, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
+    _wait_for_worker(proc, log_path)
     yield proc
     proc.terminate()
     proc.wait(timeout=30)
 
 
-def _wait_for_worker(proc):
+def _wait_for_worker(proc, log_path):
     from wui.celery import app
 
     app.control.purge()
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"celery worker exited: {proc.stderr.read()}")
+            raise RuntimeError(f"celery worker exited: {log_path.read_text()[-2000:]}")
         if app.control.ping(timeout=0.5):
             return
     raise RuntimeError("celery worker did not answer a ping within 30 s")
