@@ -22,6 +22,7 @@ class Cluster(models.Model):
         "Node Drain Time", default=10, validators=[MinValueValidator(1), MaxValueValidator(600)]
     )
     created_at = models.DateTimeField(null=True, blank=True)
+    last_summary = models.CharField(max_length=120, blank=True)
 
     def __str__(self):
         return f"Cluster {self.shared_address or '(not created)'}"
@@ -51,6 +52,11 @@ class Node(models.Model):
     last_error = models.TextField(blank=True)
     version = models.CharField(max_length=32, blank=True)
     active_connections = models.PositiveIntegerField(default=0)
+    accepting = models.BooleanField(default=False, help_text="The node reported that it takes new connections.")
+    booted_at = models.FloatField(default=0)
+    applied_generation = models.PositiveIntegerField(default=0)
+    last_status = models.CharField(max_length=12, blank=True)
+    removing = models.BooleanField(default=False)
     added_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -80,6 +86,46 @@ class VirtualService(models.Model):
 
     def __str__(self):
         return f"{self.name} {self.address}:{self.port}"
+
+
+class ConfigGeneration(models.Model):
+    """One committed cluster configuration: what every node must converge to."""
+
+    number = models.PositiveIntegerField(unique=True)
+    sha256 = models.CharField(max_length=64)
+    document = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+
+    class Meta:
+        ordering = ["-number"]
+
+    def __str__(self):
+        return f"Generation {self.number}"
+
+
+class JoinRequest(models.Model):
+    """An operator's Add New Node, carried out by a worker; the outcome is shown on Cluster Control."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Adding"
+        DONE = "done", "Added"
+        REFUSED = "refused", "Refused"
+
+    address = models.GenericIPAddressField(protocol="IPv4")
+    code = models.CharField(max_length=16, blank=True)  # cleared once used
+    fingerprint = models.CharField(max_length=64, blank=True)
+    state = models.CharField(max_length=8, choices=State, default=State.PENDING)
+    message = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    source_address = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"Add {self.address}: {self.get_state_display()}"
 
 
 class Event(models.Model):

@@ -217,6 +217,16 @@ class Pool:
 
     def call(self, target, verb, *args, timeout=None):
         """Ask the node's long-lived agent over the open session (no process start)."""
+        reused = target in self._conns
+        try:
+            return self._call_once(target, verb, args, timeout)
+        except Unreachable:
+            if not reused:
+                raise
+            # A connection kept open may have died with the node's last reboot: one fresh try tells.
+            return self._call_once(target, verb, args, timeout)
+
+    def _call_once(self, target, verb, args, timeout):
         conn = self._connection(target)
         request = json.dumps({"verb": verb, "args": list(args)}).encode() + b"\n"
         with conn.lock:

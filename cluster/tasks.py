@@ -1,10 +1,35 @@
-"""Celery tasks: thin wrappers that take ids and record outcomes on rows."""
+"""Celery tasks: thin wrappers that take ids; the rows record the outcome."""
 
 from celery import shared_task
 
-from cluster import services
+from cluster import config, health, membership, services
 
 
 @shared_task
 def refresh_facts(node_id):
     services.refresh_facts(node_id)
+
+
+@shared_task(expires=2)
+def check_health():
+    health.check_all()
+
+
+@shared_task
+def add_node(join_id):
+    membership.carry_out_join(join_id)
+
+
+@shared_task
+def remove_node(node_id):
+    membership.carry_out_delete(node_id)
+
+
+@shared_task
+def sync_node(node_id):
+    membership.sync_node(node_id)
+
+
+@shared_task
+def push_config():
+    config.push()

@@ -12,9 +12,13 @@ node-local WUI imports this module as a library to read and write the same
 state, so everything here is also a plain function.
 """
 
+import base64
+import hashlib
+import hmac
 import json
 import os
 import platform
+import secrets
 import socket
 import sys
 import tempfile
@@ -22,6 +26,9 @@ import time
 
 VERSION = "1.0.0"
 MAX_MESSAGE = 1000
+JOIN_WINDOW = 600  # seconds a unit waits to join after "Add to Cluster"
+JOIN_ATTEMPTS = 5  # wrong codes before the offer is withdrawn
+HARDWARE_KEYS = ("cpu_count", "memory_mib", "disk_gib", "virtual")
 
 
 class AgentError(Exception):
@@ -137,33 +144,228 @@ def facts():
     node = read_json("node.json", {})
     specs = node.get("interfaces") or [{"name": d} for d in sorted(os.listdir("/sys/class/net"))]
     st = os.statvfs(node_home())
-    return {
-        "hostname": node.get("hostname") or socket.gethostname(),
+    measured = {
         "cpu_count": os.cpu_count(),
         "memory_mib": _meminfo_kib() // 1024,
         "disk_gib": round(st.f_blocks * st.f_frsize / 2**30),
         "virtual": _is_virtual(),
+    }
+    # node.json may describe the machine's hardware (a virtual unit's assigned resources).
+    hardware = {k: node.get("hardware", {}).get(k, v) for k, v in measured.items()}
+    return {
+        "hostname": node.get("hostname") or socket.gethostname(),
+        **hardware,
         "machine": platform.machine(),
         "interfaces": [interface_facts(s) for s in specs],
         "version": running_version(),
+        "host_key": host_key(),
+        "ssh_user": node.get("ssh_user", ""),
+        "ssh_port": node.get("ssh_port", 22),
     }
+
+
+def host_key():
+    path = read_json("node.json", {}).get("host_key_file", "/etc/ssh/ssh_host_ed25519_key.pub")
+    try:
+        with open(path, encoding="ascii") as f:
+            return " ".join(f.read().split()[:2])
+    except OSError:
+        return ""
 
 
 def running_version():
     return read_json("version.json", {}).get("version", VERSION)
 
 
+def membership():
+    return read_json("membership.json", {"mode": "standalone"})
+
+
+def traffic():
+    standalone = membership().get("mode") == "standalone"
+    return read_json("traffic.json", {"accepting": standalone, "active_connections": 0, "booted_at": 0})
+
+
 def status():
-    membership = read_json("membership.json", {"mode": "standalone"})
-    traffic = read_json("traffic.json", {"accepting": True, "active_connections": 0})
+    config = read_json("config.json", {})
     return {
         "ok": True,
         "time": time.time(),
         "version": running_version(),
-        "mode": membership.get("mode", "standalone"),
-        "accepting": traffic.get("accepting", True),
-        "active_connections": traffic.get("active_connections", 0),
+        "mode": membership().get("mode", "standalone"),
+        "accepting": traffic().get("accepting", False),
+        "active_connections": traffic().get("active_connections", 0),
+        "booted_at": traffic().get("booted_at", 0),
+        "generation": config.get("generation", 0),
     }
+
+
+def boot():
+    """At start-up a unit takes no traffic until the control plane confirms its state."""
+    standalone = membership().get("mode") == "standalone"
+    write_json("traffic.json", {"accepting": standalone, "active_connections": 0, "booted_at": time.time()})
+    append_log("info", f"Unit started (version {running_version()})")
+    return status()
+
+
+def set_accepting(value):
+    """enable: take new connections; drain: take no new ones, let open ones finish."""
+    if value not in ("on", "off"):
+        raise AgentError("accepting must be 'on' or 'off'")
+    state = traffic()
+    if state.get("accepting") != (value == "on"):
+        state["accepting"] = value == "on"
+        write_json("traffic.json", state)
+        append_log("info", "Taking new connections" if value == "on" else "Draining: no new connections")
+    return status()
+
+
+def reboot():
+    """Ask the machine to restart this unit's services (the init system acts on the request)."""
+    write_json("reboot.request", {"time": time.time()})
+    append_log("warning", "Reboot requested")
+    return {"rebooting": True}
+
+
+# --- cluster membership ----------------------------------------------------
+
+
+def offer_join():
+    """Add to Cluster: wait a limited time for a cluster to claim this unit with a one-time code."""
+    if membership().get("mode") != "standalone":
+        raise AgentError("this unit is already in a cluster")
+    raw = base64.b32encode(secrets.token_bytes(5)).decode()
+    offer = {"code": f"{raw[:4]}-{raw[4:]}", "expires_at": time.time() + JOIN_WINDOW, "attempts": 0}
+    write_json("join.json", offer)
+    append_log("info", "Waiting to join a cluster")
+    return {**offer, "fingerprint": fingerprint(host_key())}
+
+
+def join_offer():
+    offer = read_json("join.json")
+    if not offer or offer.get("expires_at", 0) < time.time() or offer.get("withdrawn"):
+        return None
+    return {**offer, "fingerprint": fingerprint(host_key())}
+
+
+def cancel_join():
+    if os.path.exists(_path("join.json")):
+        os.unlink(_path("join.json"))
+    return {"waiting": False}
+
+
+def accept_join(code, cluster_key, shared_address):
+    """Checks the one-time code, authorises the cluster's key and tells who this unit is."""
+    offer = read_json("join.json")
+    if not offer or offer.get("withdrawn"):
+        raise AgentError("the unit is not waiting to join a cluster (click Add to Cluster on the unit first)")
+    if offer["expires_at"] < time.time():
+        raise AgentError("the join code has expired (click Add to Cluster on the unit again)")
+    if not hmac.compare_digest(str(code).strip().upper(), offer["code"]):
+        offer["attempts"] += 1
+        offer["withdrawn"] = offer["attempts"] >= JOIN_ATTEMPTS
+        write_json("join.json", offer)
+        raise AgentError("the join code is wrong")
+    if not _valid_public_key(cluster_key):
+        raise AgentError("the cluster's SSH key is not a valid ed25519 public key")
+    authorize_key(cluster_key)
+    cancel_join()
+    write_json("membership.json", {"mode": "joining", "shared_address": shared_address})
+    append_log("info", f"Joined the cluster at {shared_address}")
+    return facts()
+
+
+def _valid_public_key(line):
+    parts = str(line).split()
+    if len(parts) < 2 or parts[0] != "ssh-ed25519":
+        return False
+    try:
+        return len(base64.b64decode(parts[1], validate=True)) == 51
+    except ValueError:
+        return False
+
+
+def _authorized_keys_path():
+    return _path(".ssh", "authorized_keys")
+
+
+def authorize_key(key_line):
+    path = _authorized_keys_path()
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    key = " ".join(key_line.split()[:2])
+    try:
+        with open(path, encoding="ascii") as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        lines = []
+    if key not in (" ".join(line.split()[:2]) for line in lines):
+        lines.append(key_line.strip())
+        _write_private(path, "".join(line + "\n" for line in lines))
+
+
+def _write_private(path, text):
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.chmod(tmp, 0o600)
+    _give_to_node_owner(node_home(), tmp)
+    os.replace(tmp, path)
+
+
+def set_membership(mode, shared_address):
+    if mode not in ("admin", "member"):
+        raise AgentError("mode must be 'admin' or 'member'")
+    write_json("membership.json", {"mode": mode, "shared_address": shared_address})
+    return status()
+
+
+def leave_cluster():
+    """Delete: the unit becomes standalone again and forgets the cluster's key."""
+    path = _authorized_keys_path()
+    write_json("membership.json", {"mode": "standalone"})
+    append_log("warning", "Removed from the cluster: now a standalone unit")
+    if os.path.exists(path):
+        _write_private(path, "")
+    return {"mode": "standalone"}
+
+
+# --- configuration -----------------------------------------------------------
+
+
+def canonical(document):
+    return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+
+
+def apply_config(text):
+    """Apply a configuration document atomically; the previous one is kept."""
+    try:
+        envelope = json.loads(text)
+        body, generation, digest = envelope["config"], envelope["generation"], envelope["sha256"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise AgentError(f"not a configuration document: {exc}") from exc
+    if not isinstance(generation, int) or generation < 1:
+        raise AgentError("generation must be a positive whole number")
+    if hashlib.sha256(canonical(body)).hexdigest() != digest:
+        raise AgentError("checksum mismatch: the document was damaged in transit")
+    current = read_json("config.json", {})
+    if generation < current.get("generation", 0):
+        raise AgentError(f"generation {generation} is older than the applied {current['generation']}")
+    if generation == current.get("generation") and digest == current.get("sha256"):
+        return {"generation": generation, "changed": False}
+    if current:
+        write_json("config.prev.json", current)
+    write_json("config.json", envelope)
+    append_log("info", f"Applied configuration generation {generation}")
+    return {"generation": generation, "changed": True}
+
+
+def fingerprint(key_line):
+    if not key_line:
+        return ""
+    digest = hashlib.sha256(base64.b64decode(key_line.split()[1])).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
 
 
 def log(message):
@@ -178,6 +380,13 @@ VERBS = {
     "facts": (facts, 0),
     "status": (status, 0),
     "log": (log, 1),
+    "boot": (boot, 0),
+    "accepting": (set_accepting, 1),
+    "reboot": (reboot, 0),
+    "membership": (set_membership, 2),
+    "leave-cluster": (leave_cluster, 0),
+    "apply-config": (apply_config, 1),
+    "offer-join": (offer_join, 0),
 }
 
 

@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -113,6 +114,8 @@ class Node:
         self.run = self.root / "run"
         self.user = f"flotilla-{cluster.prefix.split('.')[2]}-{n}"
         self.wui_url = f"http://{self.address}:{WUI_PORT}"
+        self.lock = threading.RLock()  # a reboot and a reset of the same machine never overlap
+        self.resets = 0
 
     @property
     def host_key(self):
@@ -179,6 +182,9 @@ class Node:
                 {
                     "hostname": f"lb{self.n}",
                     "interfaces": [{"name": "eth0", "device": "lo", "addresses": [f"{self.address}/24"]}],
+                    "host_key_file": str(self.etc / "ssh_host_ed25519_key.pub"),
+                    "ssh_user": self.user,
+                    "ssh_port": SSH_PORT,
                 }
             )
         )
@@ -215,59 +221,105 @@ class Node:
     def start(self):
         if self.running():
             return
-        cfg = self.etc / "sshd_config"
-        _run(SSHD, "-f", str(cfg), "-E", str(self.run / "sshd.log"))
+        self.agent("boot")
+        _run(SSHD, "-f", str(self.etc / "sshd_config"), "-E", str(self.run / "sshd.log"))
+        admin = self.membership().get("mode") == "admin"
         if self.cluster.web:
             self._start_wui()
+            if admin:
+                self._start_control_plane()
         wait_for_port(self.address, SSH_PORT)
         if self.cluster.web:
             wait_for_http(f"{self.wui_url}/health")
+            if admin:
+                wait_for_http(f"http://{self.membership()['shared_address']}:{WUI_PORT}/health")
 
-    def _start_wui(self):
-        env = {
+    def agent(self, *args):
+        """Run the node's agent as its init system would (as root, on the node's own state)."""
+        agent = str(self.home / "bin" / "flotilla-agent")
+        out = _run(AGENT_PYTHON, "-IS", agent, *args, env={"NODE_HOME": str(self.home), "PATH": "/usr/bin:/bin"})
+        return json.loads(out.stdout)
+
+    def membership(self):
+        try:
+            return json.loads((self.home / "membership.json").read_text())
+        except (OSError, ValueError):
+            return {"mode": "standalone"}
+
+    def env(self, role="node"):
+        """The environment of this unit's own Flotilla processes."""
+        return {
             **os.environ,
             **self.cluster.wui_env,
-            "FLOTILLA_ROLE": "node",
+            "FLOTILLA_ROLE": role,
             "NODE_HOME": str(self.home),
+            "FLOTILLA_VAR_DIR": str(self.root / "var"),
+            "CELERY_BROKER_URL": "flotilla-fs://",
             "DATABASE_URL": f"sqlite:///{self.root / 'wui.sqlite3'}",
         }
+
+    def _start_wui(self):
         if not (self.root / "wui.sqlite3").exists():
             shutil.copy(self.cluster.template_db, self.root / "wui.sqlite3")
-        subprocess.run(
-            [
-                self.cluster.python,
-                "-m",
-                "gunicorn",
-                "wui.wsgi",
-                "--daemon",
-                "--bind",
-                f"{self.address}:{WUI_PORT}",
-                "--workers",
-                "1",
-                "--threads",
-                "4",
-                "--pid",
-                str(self.run / "wui.pid"),
-                "--error-logfile",
-                str(self.run / "wui.log"),
-                "--chdir",
-                str(BASE_DIR),
-            ],
-            env=env,
-            check=True,
-            cwd=BASE_DIR,
-        )
+        self._gunicorn(self.address, "wui", self.env("node"))
+
+    def _gunicorn(self, address, name, env):
+        argv = [self.cluster.python, "-m", "gunicorn", "wui.wsgi", "--daemon", "--bind", f"{address}:{WUI_PORT}"]
+        argv += ["--workers", "1", "--threads", "8", "--pid", str(self.run / f"{name}.pid")]
+        argv += ["--error-logfile", str(self.run / f"{name}.log"), "--chdir", str(BASE_DIR)]
+        subprocess.run(argv, env=env, check=True, cwd=BASE_DIR)
+
+    def _start_control_plane(self):
+        """The admin unit holds the shared address: the shared WUI and the worker run here."""
+        env = self.env("shared")
+        self._gunicorn(self.membership()["shared_address"], "shared", env)
+        argv = [self.cluster.python, "-m", "celery", "--workdir", str(BASE_DIR), "-A", "wui", "worker", "-B"]
+        argv += ["--detach", "-P", "threads"]
+        argv += ["-c", "8", "-l", "warning", "--pidfile", str(self.run / "worker.pid")]
+        argv += ["--logfile", str(self.run / "worker.log"), "-s", str(self.run / "beat-schedule")]
+        subprocess.run(argv, env=env, check=True, cwd=BASE_DIR)
 
     def stop(self):
         """Take the node's services down, as a power-off would: sessions die too."""
-        stop_pidfile(self.run / "wui.pid")
-        stop_pidfile(self.run / "sshd.pid")
+        for name in ("worker", "shared", "wui", "sshd"):
+            stop_pidfile(self.run / f"{name}.pid")
         # Per-connection sshd children outlive the listener: end the node user's
         # processes so that open sessions drop, as they would on a real reboot.
         subprocess.run(["pkill", "-KILL", "-u", self.user], capture_output=True)
 
     def restart(self):
+        with self.lock:
+            self.stop()
+            self.start()
+
+    def reboot(self, resets=None):
+        """The init system's reboot: never lets an error escape its thread."""
+        try:
+            with self.lock:
+                if resets is not None and resets != self.resets:
+                    return  # the machine was reset since it asked: the request died with it
+                self.restart()
+        except Exception as exc:  # noqa: BLE001  (recorded; the next reboot request tries again)
+            with open(self.run / "reboot-errors.log", "a") as log:
+                log.write(f"{time.ctime()}: {exc!r}\n")
+
+    STATE_FILES = ("membership.json", "join.json", "config.json", "config.prev.json", "traffic.json",
+                   "reboot.request", "node.log", "version.json", "node.json")
+
+    def factory_reset(self):
+        """Back to a fresh standalone unit: no cluster, no state, only the installer's key."""
+        with self.lock:
+            self._factory_reset()
+
+    def _factory_reset(self):
+        self.resets += 1
         self.stop()
+        for name in self.STATE_FILES:
+            (self.home / name).unlink(missing_ok=True)
+        (self.root / "wui.sqlite3").unlink(missing_ok=True)
+        shutil.rmtree(self.root / "var", ignore_errors=True)
+        (self.home / ".ssh" / "authorized_keys").unlink(missing_ok=True)
+        self.prepare()
         self.start()
 
     def running(self):
@@ -309,6 +361,23 @@ class Cluster:
     def node(self, n):
         return self.nodes[n - 1]
 
+    def supervise(self):
+        """Act on reboot requests, as each machine's init system would."""
+        self._stop_supervising = threading.Event()
+        threading.Thread(target=self._supervise, daemon=True, name="harness-supervisor").start()
+
+    def _supervise(self):
+        while not self._stop_supervising.wait(0.1):
+            for node in self.nodes:
+                request = node.home / "reboot.request"
+                try:
+                    age = time.time() - request.stat().st_mtime
+                except OSError:
+                    continue
+                if age > 0.3:  # let the page that asked for it be sent first
+                    request.unlink(missing_ok=True)
+                    threading.Thread(target=node.reboot, args=(node.resets,), daemon=True).start()
+
     def start(self):
         check_system()
         Path("/run/sshd").mkdir(exist_ok=True)
@@ -322,12 +391,26 @@ class Cluster:
             self._build_template_db()
         for node in self.nodes:
             node.prepare()
+        threads = [threading.Thread(target=node.start) for node in self.nodes]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
         for node in self.nodes:
-            node.start()
+            if not node.running():
+                raise HarnessError(f"node {node.n} did not start; see {node.run}")
+        self.supervise()
         return self
 
     def _build_template_db(self):
-        env = {**os.environ, **self.wui_env, "FLOTILLA_ROLE": "node", "DATABASE_URL": f"sqlite:///{self.template_db}"}
+        env = {
+            **os.environ,
+            **self.wui_env,
+            "FLOTILLA_ROLE": "node",
+            "CELERY_BROKER_URL": "flotilla-fs://",
+            "FLOTILLA_VAR_DIR": str(self.root / "template-var"),
+            "DATABASE_URL": f"sqlite:///{self.template_db}",
+        }
         self.template_db.unlink(missing_ok=True)
         manage = [self.python, str(BASE_DIR / "manage.py")]
         subprocess.run([*manage, "migrate", "--noinput", "-v0"], env=env, check=True)
@@ -348,11 +431,20 @@ class Cluster:
         self.children.append(proc)
         return proc
 
+    def factory_reset(self):
+        threads = [threading.Thread(target=node.factory_reset) for node in self.nodes]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
     def stop_nodes(self):
         for node in self.nodes:
             node.stop()
 
     def stop(self):
+        if getattr(self, "_stop_supervising", None):
+            self._stop_supervising.set()
         for proc in reversed(self.children):
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)

@@ -3,6 +3,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
+from cluster import views as cluster_views
 from nodes import views
 from wui import views as wui_views
 
@@ -11,6 +12,13 @@ urlpatterns = [
     path("health", wui_views.health, name="health"),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("ha-clustering/", cluster_views.ha_clustering, name="ha_clustering"),
+    path("cluster-control/", views.cluster_control, name="cluster_control"),
+    path("cluster-control/create", views.create_cluster, name="create_cluster"),
+    path("cluster-control/add-to-cluster", views.add_to_cluster, name="add_to_cluster"),
+    path("cluster-control/cancel-join", views.cancel_join, name="cancel_join"),
+    path("cluster/join", views.join, name="join"),
+    path("reboot/", views.reboot, name="reboot"),
 ]
 urlpatterns += [
     path(f"{name.replace('_', '-')}/", views.not_built, {"page": name}, name=name) for name in views.PLANNED

@@ -1,14 +1,22 @@
-from django.shortcuts import render
+"""A unit's own WUI: its facts, Create New Cluster / Add to Cluster, the join endpoint, reboot."""
 
+import json
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_not_required
+from django.http import JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from cluster import events, membership, ssh
+from cluster.forms import SharedAddressForm
+from cluster.models import Cluster
 from nodes import agent
-from nodes.local import unit_mode
+from nodes.local import own_address, unit_mode
 
-PLANNED = {
-    "cluster_control": "Cluster Control",
-    "network_setup": "Network Setup",
-    "system_logs": "System Log Files",
-    "reboot": "Reboot",
-}
+PLANNED = {"network_setup": "Network Setup", "system_logs": "System Log Files"}
+MAX_JOIN_BODY = 8192
 
 
 def home(request):
@@ -17,3 +25,92 @@ def home(request):
 
 def not_built(request, page):
     return render(request, "wui/not_built.html", {"title": PLANNED[page]}, status=501)
+
+
+def cluster_control(request):
+    cluster = Cluster.get()
+    context = {"cluster": cluster, "mode": unit_mode(), "membership": agent.membership(), "offer": agent.join_offer()}
+    template = "nodes/cluster_control.html"
+    if request.htmx and not request.htmx.boosted:
+        template += "#join"
+    return render(request, template, context)
+
+
+@require_POST
+def add_to_cluster(request):
+    if Cluster.get().mode == Cluster.Mode.HA:
+        messages.error(request, "HA mode is configured on this unit: clustering is unavailable")
+        return redirect("cluster_control")
+    try:
+        agent.offer_join()
+    except agent.AgentError as exc:
+        messages.error(request, str(exc))
+    else:
+        events.operator_action(request, "Add to Cluster: waiting to join")
+    return redirect("cluster_control")
+
+
+@require_POST
+def cancel_join(request):
+    agent.cancel_join()
+    return redirect("cluster_control")
+
+
+def create_cluster(request):
+    form = SharedAddressForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        facts = agent.facts()
+        try:
+            if unit_mode() != "standalone":
+                raise membership.Refused("This unit is already in a cluster")
+            shared = membership.check_shared_address(form.cleaned_data["shared_address"], _addresses(facts))
+            agent.authorize_key(ssh.cluster_public_key())
+            membership.create_cluster(shared, facts, own_address(facts), request)
+        except membership.Refused as exc:
+            messages.error(request, str(exc))
+            return render(request, "nodes/create_cluster.html", {"form": form}, status=400)
+        agent.set_membership("admin", shared)
+        agent.reboot()
+        return render(request, "nodes/rebooting.html", {"shared": shared})
+    return render(request, "nodes/create_cluster.html", {"form": form})
+
+
+def _addresses(facts):
+    return {a.split("/")[0] for i in facts["interfaces"] for a in i["addresses"]}
+
+
+@login_not_required
+@csrf_exempt  # called by the cluster's control plane, not a browser; the one-time code is the credential
+@require_POST
+def join(request):
+    if len(request.body) > MAX_JOIN_BODY:
+        return JsonResponse({"error": "request too large"}, status=413)
+    try:
+        payload = json.loads(request.body)
+        code = str(payload["code"])
+    except (ValueError, KeyError, TypeError):
+        return JsonResponse({"error": "expected JSON with a join code"}, status=400)
+    try:
+        if payload.get("check"):
+            return JsonResponse(_check_code(code))
+        facts = agent.accept_join(code, str(payload.get("cluster_key", "")), str(payload.get("shared_address", "")))
+    except agent.AgentError as exc:
+        return JsonResponse({"error": str(exc)}, status=409 if "not waiting" in str(exc) else 403)
+    return JsonResponse(facts)
+
+
+def _check_code(code):
+    """Verify the code without using it up: the cluster first checks the hardware."""
+    offer = agent.read_json("join.json")
+    if offer and not offer.get("withdrawn") and agent.join_offer() and code.strip().upper() == offer["code"]:
+        return agent.facts()
+    # Counted as a wrong attempt (or the right refusal) by the real check.
+    agent.accept_join(code, "", "")
+    raise agent.AgentError("the join code is wrong")
+
+
+def reboot(request):
+    if request.method == "POST":
+        agent.reboot()
+        return render(request, "nodes/rebooting.html", {"shared": None})
+    return render(request, "nodes/reboot.html")

@@ -160,6 +160,7 @@ if CELERY_BROKER_URL.startswith("flotilla-fs://"):
         "store_processed": False,
         "polling_interval": 0.05,
     }
+CELERY_TASK_DEFAULT_QUEUE = env("CELERY_QUEUE", default="celery")
 CELERY_TASK_IGNORE_RESULT = True  # outcomes are recorded on database rows
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -171,6 +172,10 @@ CLUSTER_SSH_KEY = Path(env("CLUSTER_SSH_KEY", default=str(VAR_DIR / "ssh" / "clu
 SSH_CONNECT_TIMEOUT = env.float("SSH_CONNECT_TIMEOUT", default=3.0)
 SSH_COMMAND_TIMEOUT = env.float("SSH_COMMAND_TIMEOUT", default=10.0)
 SSH_PORT = env.int("SSH_PORT", default=2222)
+NODE_WUI_PORT = env.int("NODE_WUI_PORT", default=8000)
+
+# The seed: an enabled node comes into rotation only after it has been up this long.
+NODE_WARMUP_SECONDS = env.int("NODE_WARMUP_SECONDS", default=30)
 
 # Licence: the most nodes this cluster may have.
 LICENSE_MAX_NODES = env.int("LICENSE_MAX_NODES", default=64)
@@ -184,4 +189,9 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="WARNING")},
+}
+
+# The admin checks every member about once a second (run the worker with -B).
+CELERY_BEAT_SCHEDULE = {
+    "check-health": {"task": "cluster.tasks.check_health", "schedule": env.float("HEALTH_INTERVAL", default=1.0)},
 }

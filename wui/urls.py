@@ -2,6 +2,8 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
+from cluster import logs
+from cluster import views as cluster_views
 from wui import views
 
 urlpatterns = [
@@ -10,6 +12,13 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    path("ha-clustering/", cluster_views.ha_clustering, name="ha_clustering"),
+    path("cluster-control/", cluster_views.cluster_control, name="cluster_control"),
+    path("cluster-control/add", cluster_views.add_node, name="add_node"),
+    path("cluster-control/node/<int:pk>/<str:action>", cluster_views.node_action, name="node_action"),
+    path("cluster-control/parameter/<str:field>", cluster_views.set_parameter, name="set_parameter"),
+    path("system-logs/", logs.system_logs, name="system_logs"),
+    path("system-logs/download", logs.system_logs_download, name="system_logs_download"),
 ]
 urlpatterns += [
     path(f"{name.replace('_', '-')}/", views.not_built, {"page": name}, name=name) for name in views.PLANNED

@@ -8,11 +8,8 @@ from cluster.models import Cluster, Node, VirtualService
 PLANNED = {
     "virtual_services": "Virtual Services",
     "network_setup": "Network Setup",
-    "ha_clustering": "HA and Clustering",
-    "cluster_control": "Cluster Control",
     "backup_restore": "Backup/Restore",
     "update_software": "Update Software",
-    "system_logs": "System Log Files",
 }
 
 

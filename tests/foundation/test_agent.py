@@ -24,6 +24,8 @@ def test_status_of_a_fresh_unit_is_standalone(tmp_path):
         "mode": "standalone",
         "accepting": True,
         "active_connections": 0,
+        "booted_at": 0,
+        "generation": 0,
     }
 
 

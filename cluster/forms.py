@@ -1,0 +1,45 @@
+from django import forms
+
+RANGE_MESSAGE = "{label}: enter a whole number from {low} to {high} (Valid Values: {low}-{high})"
+
+
+def ranged(label, low, high):
+    message = RANGE_MESSAGE.format(label=label, low=low, high=high)
+    return forms.IntegerField(
+        label=label,
+        min_value=low,
+        max_value=high,
+        error_messages={"invalid": message, "min_value": message, "max_value": message, "required": message},
+    )
+
+
+class VirtualIdForm(forms.Form):
+    virtual_id = ranged("Cluster Virtual ID", 1, 255)
+
+
+class DrainTimeForm(forms.Form):
+    drain_time = ranged("Node Drain Time", 1, 600)
+
+
+class AddNodeForm(forms.Form):
+    address = forms.GenericIPAddressField(
+        label="Address", protocol="IPv4", error_messages={"invalid": "Address: enter the node's IPv4 address"}
+    )
+    code = forms.CharField(
+        label="Join code",
+        max_length=16,
+        error_messages={"required": "Join code: enter the code the node shows after Add to Cluster"},
+    )
+    fingerprint = forms.CharField(label="Host key fingerprint (optional)", max_length=64, required=False)
+
+
+class ModeForm(forms.Form):
+    mode = forms.ChoiceField(
+        choices=[("ha", "HA Mode"), ("clustering", "Clustering")],
+        widget=forms.RadioSelect,
+        error_messages={"required": "Select HA Mode or Clustering"},
+    )
+
+
+class SharedAddressForm(forms.Form):
+    shared_address = forms.CharField(label="Cluster Shared Address", max_length=15)

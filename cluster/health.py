@@ -1,0 +1,120 @@
+"""Health checks: the admin asks every member for its status about once a second.
+
+Each probe goes over the node's persistent agent session, so a check costs a
+round trip, not an SSH handshake. A probe also reconciles: a node that came
+back is told the operator's intent (take traffic or not), its membership and
+the newest configuration, without anyone clicking anything.
+"""
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from django.db import transaction
+from django.utils import timezone
+
+from cluster import config, events, ssh
+from cluster.models import Cluster, ConfigGeneration, Node, VirtualService
+from cluster.status import Status, cluster_summary, node_status
+
+PROBE_TIMEOUT = 1.5
+_running = threading.Lock()
+
+
+def check_all():
+    """One round of checks; a round still running makes the next one a no-op."""
+    if not _running.acquire(blocking=False):
+        return False
+    try:
+        cluster = Cluster.objects.filter(shared_address__isnull=False).first()
+        if cluster is None:
+            return False
+        nodes = list(Node.objects.filter(removing=False))
+        latest = ConfigGeneration.objects.order_by("-number").values_list("number", flat=True).first() or 0
+        with ThreadPoolExecutor(max_workers=max(1, min(32, len(nodes)))) as pool:
+            reports = list(pool.map(lambda n: probe(n, latest, cluster.shared_address), nodes))
+        now = timezone.now()
+        for node, report in zip(nodes, reports, strict=True):
+            record(node, report, now)
+        log_transitions(now)
+        return True
+    finally:
+        _running.release()
+
+
+def probe(node, latest_generation, shared_address):
+    """Ask one node; put right what differs from the database. Returns its status or the error."""
+    pool = ssh.get_pool()
+    try:
+        state = pool.call(node.target, "status", timeout=PROBE_TIMEOUT)
+        if state["mode"] not in ("admin", "member"):
+            pool.call(node.target, "membership", "admin" if node.is_admin else "member", shared_address)
+        want = node.enabled or node.is_admin
+        if state["accepting"] != want:
+            state = pool.call(node.target, "accepting", "on" if want else "off")
+        if state.get("generation", 0) < latest_generation:
+            node.applied_generation = state.get("generation", 0)
+            config.push([node])
+        return state
+    except ssh.NodeError as exc:
+        return exc
+
+
+def record(node, report, now):
+    if isinstance(report, Exception):
+        node.failures += 1
+        node.healthy_since = None
+        node.last_error = str(report)
+    else:
+        rebooted = node.booted_at and report.get("booted_at") != node.booted_at
+        if node.failures or not node.healthy_since or rebooted:
+            node.healthy_since = now
+        node.failures = 0
+        node.last_ok_at = now
+        node.last_error = ""
+        node.accepting = report["accepting"]
+        node.active_connections = report["active_connections"]
+        node.booted_at = report.get("booted_at", 0)
+        node.version = report.get("version", node.version)
+        node.applied_generation = max(node.applied_generation, report.get("generation", 0))
+    Node.objects.filter(pk=node.pk).update(
+        failures=node.failures,
+        healthy_since=node.healthy_since,
+        last_error=node.last_error,
+        last_ok_at=node.last_ok_at,
+        accepting=node.accepting,
+        active_connections=node.active_connections,
+        booted_at=node.booted_at,
+        version=node.version,
+        applied_generation=node.applied_generation,
+    )
+
+
+def log_transitions(now):
+    """Write the seed's log lines for every status change since the last round."""
+    with transaction.atomic():
+        cluster = Cluster.objects.select_for_update().filter(pk=1).first()
+        if cluster is None:
+            return
+        has_vs = VirtualService.objects.exists()
+        nodes = list(Node.objects.select_for_update().filter(removing=False))
+        statuses = []
+        for node in nodes:
+            status = node_status(node, now, cluster.drain_time, has_vs)
+            statuses.append(status)
+            if status != node.last_status:
+                _log_change(node, node.last_status, status)
+                Node.objects.filter(pk=node.pk).update(last_status=status)
+        disabled = sum(1 for n in nodes if not n.enabled and not n.is_admin)
+        summary = cluster_summary(statuses, disabled)
+        if summary != cluster.last_summary and nodes:
+            events.record(summary, level="warning" if Status.DOWN in statuses else "info")
+            Cluster.objects.filter(pk=1).update(last_summary=summary)
+
+
+def _log_change(node, old, new):
+    if new == Status.DOWN:
+        events.warning(f"Node {node.number} now dead", node=node)
+    elif old in ("", Status.DOWN, Status.DISABLED, Status.DRAINING) and new in (Status.STARTING, Status.UP):
+        events.record(f"Node {node.number} now alive", node=node)
+    elif new == Status.UP:
+        events.record(f"Node {node.number} now in rotation", node=node)

@@ -1,0 +1,324 @@
+"""Membership: create a cluster, add, enable, disable and delete nodes.
+
+Requests record the operator's intent in the database and return; the
+worker then tells the nodes. Every step can run twice without harm.
+"""
+
+import ipaddress
+import json
+import urllib.error
+import urllib.request
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from cluster import config, events, ssh
+from cluster.models import Cluster, JoinRequest, Node, VirtualService
+from cluster.status import Status, node_status
+from nodes.agent import HARDWARE_KEYS, fingerprint
+
+
+class Refused(Exception):
+    """The operation is not allowed now; the message says why, for the operator."""
+
+
+# --- creating a cluster ------------------------------------------------------
+
+
+def check_shared_address(value, own_addresses):
+    try:
+        address = ipaddress.IPv4Address(str(value).strip())
+    except ValueError as exc:
+        raise Refused(f"{value!r} is not an IPv4 address") from exc
+    if address.is_unspecified or address.is_multicast or str(address).endswith(".255"):
+        raise Refused(f"{address} cannot be a shared address")
+    if str(address) in own_addresses:
+        raise Refused(f"{address} is this unit's own address; the shared address must be a different one")
+    return str(address)
+
+
+def create_cluster(shared_address, unit_facts, own_address, request=None):
+    """Make this unit the cluster's admin node (node 1), keeping its configuration."""
+    with transaction.atomic():
+        cluster = Cluster.objects.select_for_update().get_or_create(pk=1)[0]
+        if cluster.shared_address:
+            raise Refused(f"This unit already runs a cluster on {cluster.shared_address}")
+        if cluster.mode == Cluster.Mode.HA:
+            raise Refused("HA mode is configured on this unit: clustering is unavailable")
+        cluster.mode = Cluster.Mode.CLUSTERING
+        cluster.shared_address = shared_address
+        cluster.created_at = timezone.now()
+        cluster.save()
+        node = Node.objects.create(
+            number=1,
+            address=own_address,
+            ssh_port=unit_facts.get("ssh_port", settings.SSH_PORT),
+            ssh_user=unit_facts.get("ssh_user", ""),
+            host_key=unit_facts["host_key"],
+            facts=unit_facts,
+            is_admin=True,
+            enabled=True,
+            enabled_at=timezone.now(),
+        )
+        if request:
+            events.operator_action(request, f"Cluster created with shared address {shared_address}", node)
+        config.commit_generation(getattr(request, "user", None))
+    return cluster
+
+
+# --- adding a node -----------------------------------------------------------
+
+
+def request_join(address, code, fingerprint_text, request):
+    try:
+        address = str(ipaddress.IPv4Address(str(address).strip()))
+    except ValueError as exc:
+        raise Refused(f"{address!r} is not an IPv4 address") from exc
+    code = str(code).strip().upper()
+    if not code:
+        raise Refused("Enter the join code shown on the node after Add to Cluster")
+    _check_can_add(address)
+    if JoinRequest.objects.filter(address=address, state=JoinRequest.State.PENDING).exists():
+        raise Refused(f"{address} is already being added")
+    join = JoinRequest.objects.create(
+        address=address,
+        code=code,
+        fingerprint=fingerprint_text.strip(),
+        user=request.user,
+        source_address=request.META.get("REMOTE_ADDR"),
+    )
+    events.operator_action(request, f"Add New Node {address} requested")
+    from cluster.tasks import add_node
+
+    transaction.on_commit(lambda: add_node.delay(join.pk))
+    return join
+
+
+def _check_can_add(address):
+    if Node.objects.filter(address=address).exists():
+        raise Refused(f"{address} is already a member of this cluster")
+    if Node.objects.count() >= settings.LICENSE_MAX_NODES:
+        raise Refused(f"The licence allows at most {settings.LICENSE_MAX_NODES} nodes; the cluster has them all")
+
+
+def carry_out_join(join_id):
+    """The worker's half of Add New Node; the outcome is recorded on the request."""
+    with transaction.atomic():
+        join = JoinRequest.objects.select_for_update().filter(pk=join_id, state=JoinRequest.State.PENDING).first()
+        if join is None:
+            return None
+        code = join.code
+        JoinRequest.objects.filter(pk=join.pk).update(code="")
+    try:
+        node = _join(join, code)
+    except Refused as exc:
+        JoinRequest.objects.filter(pk=join.pk).update(state=JoinRequest.State.REFUSED, message=str(exc))
+        events.warning(f"Adding {join.address} refused: {exc}")
+        return None
+    JoinRequest.objects.filter(pk=join.pk).update(state=JoinRequest.State.DONE, message=f"Added as node {node.number}")
+    return node
+
+
+def _join(join, code):
+    _check_can_add(join.address)
+    cluster = Cluster.get()
+    offered = post_to_node(join.address, {"code": code, "check": True})
+    if join.fingerprint and join.fingerprint != fingerprint(offered["host_key"]):
+        raise Refused(
+            f"the node's host key fingerprint is {fingerprint(offered['host_key'])}, not {join.fingerprint} "
+            "as entered: the host key changed"
+        )
+    differences = hardware_differences(offered)
+    if differences:
+        raise Refused("the hardware differs from the cluster's: " + "; ".join(differences))
+    accepted = post_to_node(
+        join.address,
+        {"code": code, "cluster_key": ssh.cluster_public_key(), "shared_address": cluster.shared_address},
+    )
+    if accepted["host_key"] != offered["host_key"]:
+        raise Refused("the node's host key fingerprint changed while joining")
+    with transaction.atomic():
+        _check_can_add(join.address)
+        node = Node.objects.create(
+            number=_free_number(),
+            address=join.address,
+            ssh_port=accepted.get("ssh_port") or settings.SSH_PORT,
+            ssh_user=accepted["ssh_user"],
+            host_key=accepted["host_key"],
+            facts=accepted,
+            version=accepted.get("version", ""),
+        )
+        events.record(f"Node {node.number} ({node.address}) added by {join.user or 'system'}: Disabled", node=node)
+        config.commit_generation(join.user)
+    try:
+        pool = ssh.get_pool()
+        pool.call(node.target, "membership", "member", cluster.shared_address)
+        config.push([node])
+        pool.call(node.target, "reboot")  # finishes the conversion to cluster mode
+    except ssh.HostKeyMismatch as exc:
+        node.delete()
+        raise Refused(f"the host key fingerprint changed: {exc.detail}") from exc
+    except ssh.NodeError as exc:
+        events.warning(f"Node {node.number} added but not yet reachable over SSH: {exc}", node=node)
+    return node
+
+
+def _free_number():
+    used = set(Node.objects.values_list("number", flat=True))
+    return next(n for n in range(1, len(used) + 2) if n not in used)
+
+
+def hardware_differences(facts):
+    admin = Node.objects.filter(is_admin=True).first()
+    if admin is None:
+        return []
+    labels = {"cpu_count": "CPUs", "memory_mib": "memory (MiB)", "disk_gib": "disk (GiB)", "virtual": "virtual"}
+    return [
+        f"{labels[k]}: cluster {admin.facts.get(k)}, node {facts.get(k)}"
+        for k in HARDWARE_KEYS
+        if admin.facts.get(k) != facts.get(k)
+    ]
+
+
+def post_to_node(address, payload):
+    """Call a unit's join endpoint (its own WUI), which checks the one-time code."""
+    url = f"http://{address}:{settings.NODE_WUI_PORT}/cluster/join"
+    data = json.dumps(payload).encode()
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"}, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=settings.SSH_CONNECT_TIMEOUT + 2) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        with exc:
+            try:
+                reason = json.loads(exc.read()).get("error", exc.reason)
+            except ValueError:
+                reason = exc.reason
+        raise Refused(reason) from exc
+    except (OSError, ValueError) as exc:
+        raise Refused(f"could not reach the unit at {address}: {getattr(exc, 'reason', exc)}") from exc
+
+
+# --- enable, disable, delete -------------------------------------------------
+
+
+def _locked(node_id):
+    node = Node.objects.select_for_update().filter(pk=node_id).first()
+    if node is None:
+        raise Refused("That node is no longer in the cluster")
+    if node.removing:
+        raise Refused(f"Node {node.number} is being deleted")
+    return node
+
+
+def enable(node_id, request):
+    with transaction.atomic():
+        node = _locked(node_id)
+        if node.enabled:
+            raise Refused(f"Node {node.number} is already enabled")
+        node.enabled, node.enabled_at, node.disabled_at = True, timezone.now(), None
+        node.save(update_fields=["enabled", "enabled_at", "disabled_at"])
+        events.operator_action(request, f"Node {node.number} enabled", node)
+        _after_commit_sync(node)
+        config.commit_generation(request.user)
+    return node
+
+
+def disable(node_id, request):
+    with transaction.atomic():
+        node = _locked(node_id)
+        if not node.enabled:
+            raise Refused(f"Node {node.number} is already disabled")
+        node.enabled, node.disabled_at = False, timezone.now()
+        node.save(update_fields=["enabled", "disabled_at"])
+        events.operator_action(
+            request, f"Node {node.number} disabled (draining for {Cluster.get().drain_time} s)", node
+        )
+        _after_commit_sync(node)
+        config.commit_generation(request.user)
+    return node
+
+
+def _after_commit_sync(node):
+    from cluster.tasks import sync_node
+
+    transaction.on_commit(lambda: sync_node.delay(node.pk))
+
+
+def request_delete(node_id, request, now=None):
+    with transaction.atomic():
+        node = _locked(node_id)
+        if node.is_admin:
+            raise Refused("The admin node holds the shared address and cannot be deleted")
+        status = node_status(node, now or timezone.now(), Cluster.get().drain_time, VirtualService.objects.exists())
+        if status != Status.DISABLED or node.enabled:
+            raise Refused(
+                f"Node {node.number} is {status.label}: only a Disabled node can be deleted "
+                "(Disable it and wait for the drain to finish)"
+            )
+        node.removing = True
+        node.save(update_fields=["removing"])
+        events.operator_action(request, f"Node {node.number} delete requested", node)
+        from cluster.tasks import remove_node
+
+        transaction.on_commit(lambda: remove_node.delay(node.pk))
+    return node
+
+
+def carry_out_delete(node_id):
+    node = Node.objects.filter(pk=node_id, removing=True).first()
+    if node is None:
+        return
+    pool = ssh.get_pool()
+    try:
+        state = pool.call(node.target, "status")
+        if state.get("active_connections"):
+            Node.objects.filter(pk=node.pk).update(removing=False, active_connections=state["active_connections"])
+            events.warning(
+                f"Node {node.number} cannot be deleted: it still handles {state['active_connections']} connections",
+                node=node,
+            )
+            return
+        pool.call(node.target, "leave-cluster")
+        pool.call(node.target, "reboot")
+    except ssh.NodeError as exc:
+        events.warning(
+            f"Node {node.number} did not answer while being deleted ({exc}); "
+            "it is removed from the cluster all the same",
+            node=node,
+        )
+    pool.drop(node.target)
+    with transaction.atomic():
+        Node.objects.filter(pk=node.pk).delete()
+        events.record(f"Node {node.number} ({node.address}) deleted: it is now a standalone unit")
+        config.commit_generation()
+
+
+def sync_node(node_id):
+    """Tell a node what the operator wants: take new connections or not."""
+    node = Node.objects.filter(pk=node_id).first()
+    if node is None:
+        return
+    want = "on" if node.enabled or node.is_admin else "off"
+    try:
+        state = ssh.get_pool().call(node.target, "accepting", want)
+    except ssh.NodeError as exc:
+        Node.objects.filter(pk=node.pk).update(last_error=str(exc))
+        return
+    Node.objects.filter(pk=node.pk).update(accepting=state["accepting"], active_connections=state["active_connections"])
+
+
+# --- cluster parameters ------------------------------------------------------
+
+
+def set_parameter(field, value, request):
+    labels = {"virtual_id": "Cluster Virtual ID", "drain_time": "Node Drain Time"}
+    with transaction.atomic():
+        cluster = Cluster.objects.select_for_update().get(pk=1)
+        old = getattr(cluster, field)
+        setattr(cluster, field, value)
+        cluster.save(update_fields=[field])
+        events.operator_action(request, f"{labels[field]} changed from {old} to {value}")
+        config.commit_generation(request.user)
+    return cluster

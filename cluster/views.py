@@ -1,0 +1,133 @@
+"""Cluster Control, HA and Clustering: thin views over cluster.membership."""
+
+from django.contrib import messages
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from cluster import membership
+from cluster.forms import AddNodeForm, DrainTimeForm, ModeForm, VirtualIdForm
+from cluster.models import Cluster, JoinRequest, Node, VirtualService
+from cluster.status import COLOURS, TITLES, Status, node_status
+
+
+def node_rows(now=None):
+    now = now or timezone.now()
+    cluster = Cluster.get()
+    has_vs = VirtualService.objects.exists()
+    rows = []
+    for node in Node.objects.all():
+        status = Status.DISABLED if node.removing else node_status(node, now, cluster.drain_time, has_vs)
+        rows.append(
+            {
+                "node": node,
+                "status": status,
+                "colour": COLOURS[status],
+                "title": TITLES.get(status, ""),
+                "deleting": node.removing,
+            }
+        )
+    return cluster, rows, has_vs
+
+
+def _context(**extra):
+    cluster, rows, has_vs = node_rows()
+    enabled = sum(1 for r in rows if r["node"].enabled)
+    return {
+        "cluster": cluster,
+        "rows": rows,
+        "has_vs": has_vs,
+        "enabled_count": enabled,
+        "joins": JoinRequest.objects.all()[:5],
+        "add_form": AddNodeForm(),
+        "vid_form": VirtualIdForm(initial={"virtual_id": cluster.virtual_id}),
+        "drain_form": DrainTimeForm(initial={"drain_time": cluster.drain_time}),
+        **extra,
+    }
+
+
+def cluster_control(request):
+    if request.htmx and not request.htmx.boosted:
+        return render(request, "cluster/control.html#live", _context())
+    return render(request, "cluster/control.html", _context())
+
+
+def _refused(request, exc, **extra):
+    messages.error(request, str(exc))
+    return render(request, "cluster/control.html", _context(**extra), status=400)
+
+
+@require_POST
+def add_node(request):
+    form = AddNodeForm(request.POST)
+    if not form.is_valid():
+        return _refused(request, " ".join(e for errs in form.errors.values() for e in errs), add_form=form)
+    try:
+        membership.request_join(
+            form.cleaned_data["address"], form.cleaned_data["code"], form.cleaned_data["fingerprint"], request
+        )
+    except membership.Refused as exc:
+        return _refused(request, exc, add_form=form)
+    messages.success(request, f"Adding {form.cleaned_data['address']}: see the result below.")
+    return redirect("cluster_control")
+
+
+ACTIONS = {"enable": membership.enable, "disable": membership.disable, "delete": membership.request_delete}
+DONE = {
+    "enable": "enabled: it comes into rotation after 30 s up",
+    "disable": "disabled: draining",
+    "delete": "is being deleted",
+}
+
+
+@require_POST
+def node_action(request, pk, action):
+    if action not in ACTIONS:
+        raise Http404("No such operation")
+    try:
+        node = ACTIONS[action](pk, request)
+    except membership.Refused as exc:
+        return _refused(request, exc)
+    messages.success(request, f"Node {node.number} {DONE[action]}.")
+    return redirect("cluster_control")
+
+
+@require_POST
+def set_parameter(request, field):
+    if field not in ("virtual_id", "drain_time"):
+        raise Http404("No such parameter")
+    form = (VirtualIdForm if field == "virtual_id" else DrainTimeForm)(request.POST)
+    if not form.is_valid():
+        return _refused(
+            request,
+            form.errors[field][0],
+            show_options=True,
+            **{"vid_form" if field == "virtual_id" else "drain_form": form},
+        )
+    membership.set_parameter(field, form.cleaned_data[field], request)
+    messages.success(request, f"{form.fields[field].label} set to {form.cleaned_data[field]}.")
+    return redirect("cluster_control")
+
+
+def ha_clustering(request):
+    cluster = Cluster.get()
+    form = ModeForm(request.POST or None)
+    if request.method == "POST":
+        if cluster.mode != Cluster.Mode.NONE:
+            messages.error(
+                request, f"{cluster.get_mode_display()} is already configured; the other mode is unavailable."
+            )
+        elif form.is_valid():
+            Cluster.objects.filter(pk=cluster.pk).update(mode=form.cleaned_data["mode"])
+            from cluster import events
+
+            events.operator_action(
+                request,
+                f"{dict(form.fields['mode'].choices)[form.cleaned_data['mode']]} selected under HA and Clustering",
+            )
+            return redirect("cluster_control" if form.cleaned_data["mode"] == "clustering" else "ha_clustering")
+        else:
+            messages.error(request, form.errors["mode"][0])
+        return render(request, "cluster/ha_clustering.html", {"cluster": cluster, "form": form}, status=400)
+    return render(request, "cluster/ha_clustering.html", {"cluster": cluster, "form": form})

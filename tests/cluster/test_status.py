@@ -1,0 +1,132 @@
+"""Node status over time, with an injected clock: the seed's rules, step by step."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from cluster.models import Node
+from cluster.status import COLOURS, Status, cluster_summary, node_status
+
+T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+DRAIN = 10
+
+
+def seconds(n):
+    return T0 + timedelta(seconds=n)
+
+
+class Clock:
+    """A node seen by a health check once a second, as the admin would."""
+
+    def __init__(self):
+        self.node = Node(number=2, address="10.0.0.2")
+        self.now = T0
+
+    def tick(self, n=1, ok=True, accepting=True):
+        for _ in range(n):
+            self.now += timedelta(seconds=1)
+            if ok:
+                self.node.healthy_since = self.node.healthy_since or self.now
+                self.node.last_ok_at, self.node.failures, self.node.accepting = self.now, 0, accepting
+            else:
+                self.node.healthy_since, self.node.failures = None, self.node.failures + 1
+
+    def status(self, has_vs=True):
+        return node_status(self.node, self.now, DRAIN, has_vs)
+
+
+def test_a_new_node_starts_disabled():
+    clock = Clock()
+    clock.tick(5)
+    assert clock.status() == Status.DISABLED
+
+
+def test_enable_brings_a_node_up_only_after_30_seconds():
+    clock = Clock()
+    clock.node.enabled = True
+    clock.tick(1)  # the first good check after Enable
+    clock.tick(29)
+    assert clock.status() == Status.STARTING
+    clock.tick(1)
+    assert clock.status() == Status.UP
+
+
+def test_a_node_that_does_not_yet_take_connections_stays_starting():
+    clock = Clock()
+    clock.node.enabled = True
+    clock.tick(40, accepting=False)
+    assert clock.status() == Status.STARTING
+
+
+def test_a_failed_check_makes_an_enabled_node_down_and_the_warm_up_starts_again():
+    clock = Clock()
+    clock.node.enabled = True
+    clock.tick(40)
+    clock.tick(1, ok=False)
+    assert clock.status() == Status.DOWN
+    clock.tick(1)
+    assert clock.status() == Status.STARTING
+    clock.tick(29)
+    assert clock.status() == Status.STARTING
+    clock.tick(1)
+    assert clock.status() == Status.UP
+
+
+def test_no_answer_for_three_seconds_is_down_even_without_a_recorded_failure():
+    clock = Clock()
+    clock.node.enabled = True
+    clock.tick(40)
+    clock.now += timedelta(seconds=3.5)  # the checks stopped arriving
+    assert clock.status() == Status.DOWN
+
+
+def test_disable_drains_for_the_drain_time_then_shows_disabled():
+    clock = Clock()
+    clock.node.enabled = True
+    clock.tick(40)
+    clock.node.enabled, clock.node.disabled_at = False, clock.now
+    clock.tick(DRAIN - 1)
+    assert clock.status() == Status.DRAINING
+    clock.tick(1)
+    assert clock.status() == Status.DISABLED
+
+
+def test_without_virtual_services_an_enabled_healthy_node_shows_disabled():
+    clock = Clock()
+    clock.node.enabled = True
+    clock.tick(40)
+    assert clock.status(has_vs=False) == Status.DISABLED
+
+
+def test_the_admin_node_is_always_admin():
+    clock = Clock()
+    clock.node.is_admin = True
+    assert clock.status() == Status.ADMIN
+
+
+@pytest.mark.parametrize(
+    "status,label,colour",
+    [
+        (Status.ADMIN, "Admin", "blue"),
+        (Status.UP, "Up", "green"),
+        (Status.DOWN, "Down", "red"),
+        (Status.DISABLED, "Disabled", "yellow"),
+        (Status.STARTING, "Starting", "green-red"),
+        (Status.DRAINING, "Draining", "purple"),
+    ],
+)
+def test_statuses_and_colours_follow_the_seed(status, label, colour):
+    assert status.label == label
+    assert COLOURS[status] == colour
+
+
+def test_draining_has_a_colour_of_its_own():
+    others = [c for s, c in COLOURS.items() if s != Status.DRAINING]
+    assert COLOURS[Status.DRAINING] not in others
+
+
+def test_the_cluster_summary_uses_the_seeds_words():
+    up, down, dis = Status.UP, Status.DOWN, Status.DISABLED
+    assert cluster_summary([Status.ADMIN, up, down, up], 0) == "Cluster running on only 3 of 4 nodes"
+    assert cluster_summary([Status.ADMIN, up, dis, up], 1) == "Cluster running on 3 of 4 nodes (1 disabled)"
+    assert cluster_summary([Status.ADMIN, up, up, up], 0) == "Cluster running on 4 of 4 nodes"
