@@ -6,8 +6,11 @@ worker whose beat checks every member once a second. We watch the page the
 operator watches (the htmx fragment of Cluster Control), not the database.
 """
 
+# ruff: noqa: E402 -- the project path and Django must be set up before the imports below
+
 import http.cookiejar
 import json
+import random
 import re
 import secrets
 import statistics
@@ -23,7 +26,7 @@ from pathlib import Path
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))  # run as a script: make the project importable
 
-from nodes.harness import Cluster  # noqa: E402
+from nodes.harness import Cluster
 
 PREFIX = "127.0.12"
 TRIES = 10
@@ -97,6 +100,9 @@ def alive(status):
 
 def one_try(page, node):
     page.wait(node.n, alive, timeout=60)
+    # Kill at a random phase of the 1 s health-check tick: recovery takes about the same time
+    # every try, so without this the samples lock onto one phase and the median drifts run to run.
+    time.sleep(random.uniform(0, 1))
     # Stop in a thread: polling runs from the moment the kill starts, however long stop() takes.
     stopped = []
     stopper = threading.Thread(target=lambda: (node.stop(), stopped.append(time.monotonic())))

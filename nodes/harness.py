@@ -219,6 +219,10 @@ class Node:
     # -- daemons --
 
     def start(self):
+        with self.lock:
+            self._start()
+
+    def _start(self):
         if self.running():
             return
         self.agent("boot")
@@ -266,7 +270,7 @@ class Node:
     def _gunicorn(self, address, name, env):
         argv = [self.cluster.python, "-m", "gunicorn", "wui.wsgi", "--daemon", "--bind", f"{address}:{WUI_PORT}"]
         argv += ["--workers", "1", "--threads", "8", "--pid", str(self.run / f"{name}.pid")]
-        argv += ["--error-logfile", str(self.run / f"{name}.log"), "--chdir", str(BASE_DIR)]
+        argv += ["--error-logfile", str(self.run / f"{name}.log"), "--chdir", str(BASE_DIR), "--no-control-socket"]
         subprocess.run(argv, env=env, check=True, cwd=BASE_DIR)
 
     def _start_control_plane(self):
@@ -276,11 +280,23 @@ class Node:
         argv = [self.cluster.python, "-m", "celery", "--workdir", str(BASE_DIR), "-A", "wui", "worker", "-B"]
         argv += ["--detach", "-P", "threads"]
         argv += ["-c", "8", "-l", "warning", "--pidfile", str(self.run / "worker.pid")]
-        argv += ["--logfile", str(self.run / "worker.log"), "-s", str(self.run / "beat-schedule")]
+        argv += ["--logfile", str(self.run / "worker.log")]
         subprocess.run(argv, env=env, check=True, cwd=BASE_DIR)
 
     def stop(self):
         """Take the node's services down, as a power-off would: sessions die too."""
+        with self.lock:
+            self._stop()
+
+    def settle(self, timeout=30):
+        """Wait for a requested reboot to be carried out (tests act on a machine at rest)."""
+        deadline = time.monotonic() + timeout
+        while (self.home / "reboot.request").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with self.lock:
+            pass
+
+    def _stop(self):
         for name in ("worker", "shared", "wui", "sshd"):
             stop_pidfile(self.run / f"{name}.pid")
         # Per-connection sshd children outlive the listener: end the node user's
@@ -303,8 +319,17 @@ class Node:
             with open(self.run / "reboot-errors.log", "a") as log:
                 log.write(f"{time.ctime()}: {exc!r}\n")
 
-    STATE_FILES = ("membership.json", "join.json", "config.json", "config.prev.json", "traffic.json",
-                   "reboot.request", "node.log", "version.json", "node.json")
+    STATE_FILES = (
+        "membership.json",
+        "join.json",
+        "config.json",
+        "config.prev.json",
+        "traffic.json",
+        "reboot.request",
+        "node.log",
+        "version.json",
+        "node.json",
+    )
 
     def factory_reset(self):
         """Back to a fresh standalone unit: no cluster, no state, only the installer's key."""

@@ -76,7 +76,7 @@ def celery_worker(django_db_setup, django_db_blocker):
     # A queue of this session's own: a worker left over from another run cannot take our tasks.
     app.conf.task_default_queue = queue
     # -B: the health checks run as in production, once a second.
-    argv += ["-B", "-s", str(settings.VAR_DIR / "beat-schedule")]
+    argv += ["-B"]
     argv += ["--without-gossip", "--without-mingle", "--without-heartbeat", "-Q", queue, "-n", f"{queue}@localhost"]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(argv, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -107,13 +107,13 @@ def admin_client(client, admin_user):
     return client
 
 
-def wait_until(predicate, timeout=10.0, interval=0.05):
+def wait_until(predicate, timeout=10.0, interval=0.05, message=None):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if result := predicate():
             return result
         time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s")
+    raise AssertionError(f"condition not met within {timeout} s" + (f": {message()}" if message else ""))
 
 
 @pytest.fixture(scope="session")

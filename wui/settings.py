@@ -41,8 +41,8 @@ def _secret_key():
 SECRET_KEY = _secret_key()
 DEBUG = env.bool("DEBUG", default=False)
 
-# The local cluster lives on 127.0.10.0/24 (the demo) and 127.0.11.0/24 (the tests).
-_LOCAL_CLUSTER_HOSTS = [f"127.0.{b}.{n}" for b in (10, 11) for n in range(1, 255)]
+# The local cluster lives on 127.0.10.0/24 (the demo), 127.0.11.0/24 (the tests), 127.0.12.0/24 (benches).
+_LOCAL_CLUSTER_HOSTS = [f"127.0.{b}.{n}" for b in (10, 11, 12) for n in range(1, 255)]
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", *_LOCAL_CLUSTER_HOSTS])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -192,6 +192,7 @@ LOGGING = {
 }
 
 # The admin checks every member about once a second (run the worker with -B).
+CELERY_BEAT_SCHEDULER = "celery.beat:Scheduler"  # in memory: a 1 s interval needs no schedule file
 CELERY_BEAT_SCHEDULE = {
     "check-health": {"task": "cluster.tasks.check_health", "schedule": env.float("HEALTH_INTERVAL", default=1.0)},
 }

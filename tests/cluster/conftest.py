@@ -24,9 +24,11 @@ def add(client, unit, **extra):
     code = extra.pop("code", None) or unit.agent("offer-join")["code"]
     response = client.post(reverse("add_node"), {"address": unit.address, "code": code, **extra})
     assert response.status_code == 302, response.content.decode()
-    return wait_until(
+    join = wait_until(
         lambda: JoinRequest.objects.filter(address=unit.address).exclude(state=JoinRequest.State.PENDING).first(), 20
     )
+    unit.settle()  # the reboot that finishes the conversion
+    return join
 
 
 def add_enabled(client, unit):
