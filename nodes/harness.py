@@ -115,6 +115,7 @@ class Node:
         self.user = f"flotilla-{cluster.prefix.split('.')[2]}-{n}"
         self.wui_url = f"http://{self.address}:{WUI_PORT}"
         self.lock = threading.RLock()  # a reboot and a reset of the same machine never overlap
+        self.rebooting = threading.Event()
         self.resets = 0
 
     @property
@@ -291,7 +292,7 @@ class Node:
     def settle(self, timeout=30):
         """Wait for a requested reboot to be carried out (tests act on a machine at rest)."""
         deadline = time.monotonic() + timeout
-        while (self.home / "reboot.request").exists() and time.monotonic() < deadline:
+        while time.monotonic() < deadline and ((self.home / "reboot.request").exists() or self.rebooting.is_set()):
             time.sleep(0.05)
         with self.lock:
             pass
@@ -312,12 +313,15 @@ class Node:
         """The init system's reboot: never lets an error escape its thread."""
         try:
             with self.lock:
+                (self.home / "reboot.request").unlink(missing_ok=True)
                 if resets is not None and resets != self.resets:
                     return  # the machine was reset since it asked: the request died with it
                 self.restart()
         except Exception as exc:  # noqa: BLE001  (recorded; the next reboot request tries again)
             with open(self.run / "reboot-errors.log", "a") as log:
                 log.write(f"{time.ctime()}: {exc!r}\n")
+        finally:
+            self.rebooting.clear()
 
     STATE_FILES = (
         "membership.json",
@@ -394,13 +398,12 @@ class Cluster:
     def _supervise(self):
         while not self._stop_supervising.wait(0.1):
             for node in self.nodes:
-                request = node.home / "reboot.request"
                 try:
-                    age = time.time() - request.stat().st_mtime
+                    age = time.time() - (node.home / "reboot.request").stat().st_mtime
                 except OSError:
                     continue
-                if age > 0.3:  # let the page that asked for it be sent first
-                    request.unlink(missing_ok=True)
+                if age > 0.3 and not node.rebooting.is_set():  # let the page that asked be sent first
+                    node.rebooting.set()
                     threading.Thread(target=node.reboot, args=(node.resets,), daemon=True).start()
 
     def start(self):

@@ -19,6 +19,7 @@ urlpatterns = [
     path("cluster-control/cancel-join", views.cancel_join, name="cancel_join"),
     path("cluster/join", views.join, name="join"),
     path("reboot/", views.reboot, name="reboot"),
+    path("system-logs/", views.system_logs, name="system_logs"),
 ]
 urlpatterns += [
     path(f"{name.replace('_', '-')}/", views.not_built, {"page": name}, name=name) for name in views.PLANNED

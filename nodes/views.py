@@ -1,6 +1,7 @@
 """A unit's own WUI: its facts, Create New Cluster / Add to Cluster, the join endpoint, reboot."""
 
 import json
+from datetime import UTC, datetime
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
@@ -15,7 +16,12 @@ from cluster.models import Cluster
 from nodes import agent
 from nodes.local import own_address, unit_mode
 
-PLANNED = {"network_setup": "Network Setup", "system_logs": "System Log Files"}
+PLANNED = {
+    "network_setup": "Network Setup",
+    "virtual_services": "Virtual Services",
+    "backup_restore": "Backup/Restore",
+    "update_software": "Update Software",
+}
 MAX_JOIN_BODY = 8192
 
 
@@ -114,3 +120,9 @@ def reboot(request):
         agent.reboot()
         return render(request, "nodes/rebooting.html", {"shared": None})
     return render(request, "nodes/reboot.html")
+
+
+def system_logs(request):
+    """This unit's own log, newest first (the cluster's logs are on the shared address)."""
+    lines = [{**line, "time": datetime.fromtimestamp(line["time"], UTC)} for line in agent.read_log(500)]
+    return render(request, "nodes/logs.html", {"lines": lines})
