@@ -4,7 +4,9 @@ import pytest
 from django.test import Client, override_settings
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-OPEN_URLS = {"health"}  # a node's health answer carries no data and needs no login
+# A unit's health answer carries no data; its join endpoint is called by the cluster's
+# control plane and checks the one-time join code itself (tests/cluster/test_pages.py).
+OPEN_URLS = {"health", "join"}
 
 
 def concrete_urls(urlconf):

@@ -2,9 +2,11 @@
 
 import secrets
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 
 from django.core.management.base import BaseCommand
 
@@ -67,3 +69,20 @@ class Command(BaseCommand):
             check=True,
         )
         admin.restart()  # the admin unit "reboots" onto the shared address
+        self.stdout.write("Cluster created; waiting for the nodes' 30 s warm-up so that they show Up ...")
+        self.stdout.flush()
+        self._wait_until_up(admin.root / "wui.sqlite3", len(cluster.nodes) - 1)
+
+    def _wait_until_up(self, database, members, timeout=90):
+        """Read the cluster's database until every member has been healthy for the warm-up."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with closing(sqlite3.connect(database, timeout=5)) as db:
+                (ready,) = db.execute(
+                    "SELECT count(*) FROM cluster_node WHERE NOT is_admin AND enabled AND failures = 0 "
+                    "AND accepting AND healthy_since <= datetime('now', '-31 seconds')"
+                ).fetchone()
+            if ready >= members:
+                return
+            time.sleep(1)
+        self.stderr.write("Not every node came Up in time; the page shows why.")

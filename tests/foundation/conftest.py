@@ -1,0 +1,8 @@
+import pytest
+
+
+@pytest.fixture(scope="module")
+def harness(harness):
+    """The units as freshly installed: earlier modules may have joined and deleted them."""
+    harness.factory_reset()
+    return harness
