@@ -112,7 +112,7 @@ def set_parameter(request, field):
 
 def ha_clustering(request):
     cluster = Cluster.get()
-    form = ModeForm(request.POST or None)
+    form = ModeForm(request.POST if request.method == "POST" else None)
     if request.method == "POST":
         if cluster.mode != Cluster.Mode.NONE:
             messages.error(

@@ -63,7 +63,7 @@ def cancel_join(request):
 
 
 def create_cluster(request):
-    form = SharedAddressForm(request.POST or None)
+    form = SharedAddressForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         facts = agent.facts()
         try:
