@@ -2,6 +2,7 @@
 
 import re
 import sqlite3
+from contextlib import closing
 
 import pytest
 from playwright.sync_api import expect
@@ -75,7 +76,7 @@ def test_create_a_cluster_then_join_enable_drain_and_delete_a_node(page, units):
     second.settle()
 
     # The configuration pages come with the next issue; one Virtual Service lets nodes go Up.
-    with sqlite3.connect(first.root / "wui.sqlite3") as db:
+    with closing(sqlite3.connect(first.root / "wui.sqlite3")) as db, db:
         db.execute("INSERT INTO cluster_virtualservice (name, address, port) VALUES ('web', ?, 80)", (SHARED,))
 
     # Enable: Starting, then Up once the warm-up has passed (3 s for these units), without a reload.
