@@ -1,5 +1,6 @@
 """Enable, disable, delete, parameters and health against real units and a real worker."""
 
+import json
 import threading
 from datetime import timedelta
 
@@ -179,8 +180,14 @@ def test_an_enabled_node_rejoins_rotation_only_once_the_control_plane_confirms(a
     add_enabled(admin_client, unit)
     wait_until(lambda: unit_state(unit, "traffic.json").get("accepting") is True, 15)
     unit.restart()
-    assert unit_state(unit, "traffic.json")["accepting"] is False  # after boot it waits to be told
     wait_until(lambda: unit_state(unit, "traffic.json").get("accepting") is True, 10)
+    # The unit's own log, newest first: it booted taking nothing, then was told to take traffic.
+    messages = [line["message"] for line in json_lines(unit.home / "node.log")][::-1]
+    assert messages.index("Taking new connections") < messages.index("Unit started (version 1.0.0)")
+
+
+def json_lines(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def test_two_operators_disabling_the_same_node_leave_one_consistent_result(admin_client, admin_user, units):

@@ -68,3 +68,14 @@ def test_serve_answers_each_line_and_survives_bad_ones(tmp_path):
     assert replies[0]["result"]["ok"] is True
     assert "error" in replies[1]
     assert replies[2] == {"result": {"logged": "hello"}}
+
+
+def test_a_cluster_member_boots_taking_no_new_connections_until_told(tmp_path):
+    (tmp_path / "membership.json").write_text(json.dumps({"mode": "member", "shared_address": "10.0.0.90"}))
+    assert json.loads(run_agent(tmp_path, "boot").stdout)["accepting"] is False
+    assert json.loads(run_agent(tmp_path, "accepting", "on").stdout)["accepting"] is True
+    assert json.loads(run_agent(tmp_path, "boot").stdout)["accepting"] is False
+
+
+def test_a_standalone_unit_takes_traffic_from_boot(tmp_path):
+    assert json.loads(run_agent(tmp_path, "boot").stdout)["accepting"] is True
