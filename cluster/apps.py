@@ -7,7 +7,7 @@ class ClusterConfig(AppConfig):
     def ready(self):
         from auditlog.registry import auditlog
 
-        from cluster.models import Cluster, Node, VirtualService
+        from cluster.models import Cluster, Interface, Node, NodeInterface, RealServer, VirtualService
 
         # Every change to these rows is recorded with who, when, from where, before and after.
         auditlog.register(Cluster)
@@ -24,3 +24,6 @@ class ClusterConfig(AppConfig):
             ],
         )
         auditlog.register(VirtualService)
+        auditlog.register(RealServer)
+        auditlog.register(Interface)
+        auditlog.register(NodeInterface)

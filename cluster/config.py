@@ -3,11 +3,12 @@
 import hashlib
 import json
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 from django.db import transaction
 from django.db.models import Max
 
-from cluster import ssh
+from cluster import events, ssh
 from cluster.models import Cluster, ConfigGeneration, Node, VirtualService
 
 
@@ -16,6 +17,8 @@ def canonical(document):
 
 
 def render():
+    from cluster.network import network_document  # network commits generations through this module
+
     cluster = Cluster.get()
     return {
         "schema": 1,
@@ -25,9 +28,10 @@ def render():
             "drain_time": cluster.drain_time,
         },
         "nodes": [{"id": n.number, "address": n.address, "enabled": n.enabled} for n in Node.objects.all()],
+        "network": network_document(),
         "virtual_services": [
-            {"name": vs.name, "address": vs.address, "port": vs.port}
-            for vs in VirtualService.objects.order_by("address", "port")
+            vs.as_config()
+            for vs in sorted(VirtualService.objects.prefetch_related("real_servers"), key=VirtualService.sort_key)
         ],
     }
 
@@ -53,26 +57,50 @@ def envelope(generation):
     return json.dumps({"generation": generation.number, "sha256": generation.sha256, "config": generation.document})
 
 
-def push(nodes=None):
-    """Send the newest generation to every node behind it, in parallel; record what each applied."""
+def push(nodes=None, force=False):
+    """Send the newest generation to every node behind it, in parallel; record what each applied.
+
+    ``force`` sends it whatever the node last reported (Resync): the node itself
+    replaces a damaged local copy.
+    """
     generation = ConfigGeneration.objects.order_by("-number").first()
     if generation is None:
         return {}
-    nodes = [n for n in (nodes or Node.objects.all()) if n.applied_generation < generation.number]
+    nodes = [
+        n for n in (nodes or Node.objects.filter(removing=False)) if force or n.applied_generation < generation.number
+    ]
     text = envelope(generation)
+    from cluster.network import update_addresses
+
+    # Pushes go over the interface marked "Use for Cluster Updates"; looked up here, not in the threads.
+    targets = {n.pk: replace(n.target, address=update_addresses(n)[0]) for n in nodes}
     with ThreadPoolExecutor(max_workers=16) as pool:
-        results = dict(zip(nodes, pool.map(lambda n: _apply(n, text), nodes), strict=True))
+        results = dict(zip(nodes, pool.map(lambda n: _apply(targets[n.pk], text), nodes), strict=True))
     for node, error in results.items():
-        if error is None:
-            Node.objects.filter(pk=node.pk, applied_generation__lt=generation.number).update(
-                applied_generation=generation.number
-            )
+        record_outcome(node, generation, error)
     return results
 
 
-def _apply(node, text):
+def record_outcome(node, generation, error):
+    """What the operator sees per node: the generation applied, or which step failed and why."""
+    if error is None:
+        Node.objects.filter(pk=node.pk, applied_generation__lt=generation.number).update(
+            applied_generation=generation.number
+        )
+        Node.objects.filter(pk=node.pk).exclude(config_error="").update(config_error="")
+        return
+    message = f"apply generation {generation.number}: {error}"
+    if Node.objects.filter(pk=node.pk).exclude(config_error=message).update(config_error=message):
+        events.warning(
+            f"Node {node.number} did not apply configuration generation {generation.number}: {error}", node=node
+        )
+
+
+def _apply(target, text):
     try:
-        ssh.get_pool().call(node.target, "apply-config", text)
+        ssh.get_pool().call(target, "apply-config", text)
+    except ssh.CommandFailed as exc:
+        return f"the node refused it: {exc.detail.removeprefix('apply-config: ')}"
     except ssh.NodeError as exc:
-        return str(exc)
+        return f"{exc.reason}: {exc.detail}" if exc.detail else exc.reason
     return None

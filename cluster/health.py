@@ -8,12 +8,14 @@ the newest configuration, without anyone clicking anything.
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 from django.db import transaction
 from django.utils import timezone
 
 from cluster import config, events, ssh
 from cluster.models import Cluster, ConfigGeneration, Node, VirtualService
+from cluster.network import check_addresses
 from cluster.status import Status, cluster_summary, node_status
 
 PROBE_TIMEOUT = 1.5
@@ -30,8 +32,10 @@ def check_all():
             return False
         nodes = list(Node.objects.filter(removing=False))
         latest = ConfigGeneration.objects.order_by("-number").values_list("number", flat=True).first() or 0
+        # Checks go over the interface marked "Use for Cluster checks" (Network Setup).
+        addresses = check_addresses(nodes)
         with ThreadPoolExecutor(max_workers=max(1, min(32, len(nodes)))) as pool:
-            reports = list(pool.map(lambda n: probe(n, latest, cluster.shared_address), nodes))
+            reports = list(pool.map(lambda n: probe(n, latest, cluster.shared_address, addresses[n.pk]), nodes))
         now = timezone.now()
         for node, report in zip(nodes, reports, strict=True):
             record(node, report, now)
@@ -41,11 +45,12 @@ def check_all():
         _running.release()
 
 
-def probe(node, latest_generation, shared_address):
+def probe(node, latest_generation, shared_address, address=None):
     """Ask one node; put right what differs from the database. Returns its status or the error."""
     pool = ssh.get_pool()
     try:
-        state = pool.call(node.target, "status", timeout=PROBE_TIMEOUT)
+        check = replace(node.target, address=address or node.address)
+        state = pool.call(check, "status", timeout=PROBE_TIMEOUT)
         if state["mode"] not in ("admin", "member"):
             pool.call(node.target, "membership", "admin" if node.is_admin else "member", shared_address)
         want = node.enabled or node.is_admin

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from cluster import config, events, ssh
+from cluster import config, events, network, ssh
 from cluster.models import Cluster, JoinRequest, Node, VirtualService
 from cluster.status import Status, node_status
 from nodes.agent import HARDWARE_KEYS, fingerprint
@@ -63,6 +63,7 @@ def create_cluster(shared_address, unit_facts, own_address, request=None):
         )
         if request:
             events.operator_action(request, f"Cluster created with shared address {shared_address}", node)
+        network.ensure_interfaces()
         config.commit_generation(getattr(request, "user", None))
     return cluster
 
@@ -150,6 +151,7 @@ def _join(join, code):
             version=accepted.get("version", ""),
         )
         events.record(f"Node {node.number} ({node.address}) added by {join.user or 'system'}: Disabled", node=node)
+        network.ensure_interfaces()
         config.commit_generation(join.user)
     try:
         pool = ssh.get_pool()
@@ -307,6 +309,17 @@ def sync_node(node_id):
         Node.objects.filter(pk=node.pk).update(last_error=str(exc))
         return
     Node.objects.filter(pk=node.pk).update(accepting=state["accepting"], active_connections=state["active_connections"])
+
+
+def resync(node_id, request):
+    """Resync: send the whole newest configuration to one node again, whatever it reports."""
+    with transaction.atomic():
+        node = _locked(node_id)
+        events.operator_action(request, f"Node {node.number} resync requested", node)
+        from cluster.tasks import resync_node
+
+        transaction.on_commit(lambda: resync_node.delay(node.pk))
+    return node
 
 
 # --- cluster parameters ------------------------------------------------------

@@ -57,6 +57,7 @@ class Node(models.Model):
     applied_generation = models.PositiveIntegerField(default=0)
     last_status = models.CharField(max_length=12, blank=True)
     removing = models.BooleanField(default=False)
+    config_error = models.TextField(blank=True, help_text="Why the node refused or failed the newest configuration.")
     added_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -75,17 +76,112 @@ class Node(models.Model):
 
 
 class VirtualService(models.Model):
-    """The minimal Virtual Service record; the configuration pages complete it."""
+    """A Virtual Service: where clients connect, how they are balanced, checked and kept on a real server.
 
-    name = models.CharField(max_length=64)
-    address = models.GenericIPAddressField(protocol="IPv4")
+    Every field also has a database default, so that rows inserted outside the ORM (the demo and
+    older tests write only name, address and port) get the same values as the pages would.
+    """
+
+    class Protocol(models.TextChoices):
+        TCP = "tcp", "TCP"
+        UDP = "udp", "UDP"
+
+    class Layer(models.IntegerChoices):
+        L7 = 7, "Layer 7"
+        L4 = 4, "Layer 4"
+
+    class Scheduling(models.TextChoices):
+        ROUND_ROBIN = "rr", "round robin"
+        WEIGHTED_ROUND_ROBIN = "wrr", "weighted round robin"
+        LEAST_CONNECTION = "lc", "least connection"
+        WEIGHTED_LEAST_CONNECTION = "wlc", "weighted least connection"
+        SOURCE_IP_HASH = "sh", "source IP hash"
+
+    class Persistence(models.TextChoices):
+        NONE = "none", "None"
+        SOURCE_IP = "source_ip", "Source IP Address"
+        ACTIVE_COOKIE = "active_cookie", "Active Cookie"
+
+    name = models.CharField("Service Name", max_length=64)
+    address = models.GenericIPAddressField("Virtual Address", protocol="IPv4")
     port = models.PositiveIntegerField(validators=[MinValueValidator(1), MaxValueValidator(65535)])
+    protocol = models.CharField(max_length=3, choices=Protocol, default=Protocol.TCP, db_default=Protocol.TCP)
+    layer = models.PositiveSmallIntegerField(choices=Layer, default=Layer.L7, db_default=Layer.L7)
+    scheduling = models.CharField(
+        "Scheduling Method",
+        max_length=3,
+        choices=Scheduling,
+        default=Scheduling.ROUND_ROBIN,
+        db_default=Scheduling.ROUND_ROBIN,
+    )
+    persistence = models.CharField(
+        "Persistence Mode", max_length=16, choices=Persistence, default=Persistence.NONE, db_default=Persistence.NONE
+    )
+    persistence_timeout = models.PositiveIntegerField(
+        "Persistence Timeout (seconds)",
+        default=360,
+        db_default=360,
+        validators=[MinValueValidator(1), MaxValueValidator(604800)],
+    )
+    transparency = models.BooleanField("Transparency", default=False, db_default=False)
+    subnet_originating = models.BooleanField("Subnet Originating Requests", default=True, db_default=True)
+    check_url = models.CharField("Health Check URL", max_length=255, default="/", db_default="/")
+    check_status = models.PositiveSmallIntegerField(
+        "Expected HTTP Status",
+        default=200,
+        db_default=200,
+        validators=[MinValueValidator(100), MaxValueValidator(599)],
+    )
+    interface = models.CharField(max_length=15, default="eth0", db_default="eth0")
+    enabled = models.BooleanField(default=True, db_default=True)
 
     class Meta:
+        ordering = ["address", "port"]
         constraints = [models.UniqueConstraint(fields=["address", "port"], name="unique_vs_endpoint")]
 
     def __str__(self):
-        return f"{self.name} {self.address}:{self.port}"
+        return f"{self.name} ({self.address}:{self.port})"
+
+    def as_config(self):
+        """This service as the configuration document carries it: model field names, real servers sorted."""
+        fields = [f.name for f in self._meta.concrete_fields if f.name != "id"]
+        servers = sorted(self.real_servers.all(), key=RealServer.sort_key)
+        return {**{name: getattr(self, name) for name in fields}, "real_servers": [rs.as_config() for rs in servers]}
+
+    @staticmethod
+    def sort_key(vs):
+        return (VirtualService.address_key(vs.address), vs.port)
+
+    @staticmethod
+    def address_key(address):
+        """Addresses in numeric order (10.0.0.9 before 10.0.0.10), whatever the database sorts by."""
+        return tuple(int(part) for part in address.split("."))
+
+
+class RealServer(models.Model):
+    """A server behind a Virtual Service that takes its share of the connections."""
+
+    virtual_service = models.ForeignKey(VirtualService, on_delete=models.CASCADE, related_name="real_servers")
+    address = models.GenericIPAddressField("Real Server Address", protocol="IPv4")
+    port = models.PositiveIntegerField(validators=[MinValueValidator(1), MaxValueValidator(65535)])
+    weight = models.PositiveIntegerField(default=1000, validators=[MinValueValidator(1), MaxValueValidator(65535)])
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["address", "port"]
+        constraints = [
+            models.UniqueConstraint(fields=["virtual_service", "address", "port"], name="unique_rs_per_vs"),
+        ]
+
+    def __str__(self):
+        return f"{self.address}:{self.port}"
+
+    def as_config(self):
+        return {"address": self.address, "port": self.port, "weight": self.weight, "enabled": self.enabled}
+
+    @staticmethod
+    def sort_key(rs):
+        return (VirtualService.address_key(rs.address), rs.port)
 
 
 class ConfigGeneration(models.Model):
@@ -148,3 +244,52 @@ class Event(models.Model):
 
     def __str__(self):
         return self.message
+
+
+class Interface(models.Model):
+    """A network interface as every node of the cluster has it (System Configuration > Network Setup)."""
+
+    class LinkMode(models.TextChoices):
+        AUTOMATIC = "auto", "Automatic"
+        HALF_10 = "10-half", "10Mb/s, Half Duplex"
+        FULL_10 = "10-full", "10Mb/s, Full Duplex"
+        HALF_100 = "100-half", "100Mb/s, Half Duplex"
+        FULL_100 = "100-full", "100Mb/s, Full Duplex"
+        FULL_1000 = "1000-full", "1000Mb/s, Full Duplex"
+        FULL_10000 = "10000-full", "10000Mb/s, Full Duplex"
+
+    index = models.PositiveSmallIntegerField(unique=True)
+    name = models.CharField(max_length=32, unique=True)
+    cluster_shared_address = models.GenericIPAddressField(
+        "Cluster Shared IP address", protocol="IPv4", null=True, blank=True
+    )
+    use_for_cluster_checks = models.BooleanField("Use for Cluster checks", default=False)
+    use_for_cluster_updates = models.BooleanField("Use for Cluster Updates", default=False)
+    use_for_geo = models.BooleanField("Use for GEO Responses and Requests", default=False)
+    mtu = models.PositiveSmallIntegerField(
+        "MTU", default=1500, validators=[MinValueValidator(576), MaxValueValidator(9216)]
+    )
+    link_mode = models.CharField("Link Status", max_length=12, choices=LinkMode, default=LinkMode.AUTOMATIC)
+    additional_addresses = models.JSONField("Additional addresses", default=list, blank=True)
+
+    class Meta:
+        ordering = ["index"]
+
+    def __str__(self):
+        return f"Network Interface {self.index} ({self.name})"
+
+
+class NodeInterface(models.Model):
+    """One node's own side of an interface: its address there and (node-local) default gateway choice."""
+
+    node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="network_interfaces")
+    interface = models.ForeignKey(Interface, on_delete=models.CASCADE, related_name="node_interfaces")
+    address = models.CharField("Interface Address", max_length=49, blank=True, help_text="address/prefix")
+    use_for_default_gateway = models.BooleanField("Use for Default Gateway", default=False)
+
+    class Meta:
+        ordering = ["interface__index", "node__number"]
+        constraints = [models.UniqueConstraint(fields=["node", "interface"], name="unique_node_interface")]
+
+    def __str__(self):
+        return f"Node {self.node.number} {self.interface.name} {self.address}"

@@ -3,6 +3,7 @@
 from celery import shared_task
 
 from cluster import config, health, membership, services
+from cluster.models import Node
 
 
 @shared_task
@@ -33,3 +34,8 @@ def sync_node(node_id):
 @shared_task
 def push_config():
     config.push()
+
+
+@shared_task
+def resync_node(node_id):
+    config.push(list(Node.objects.filter(pk=node_id)), force=True)

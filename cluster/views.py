@@ -8,7 +8,7 @@ from django.views.decorators.http import require_POST
 
 from cluster import membership
 from cluster.forms import AddNodeForm, DrainTimeForm, ModeForm, VirtualIdForm
-from cluster.models import Cluster, JoinRequest, Node, VirtualService
+from cluster.models import Cluster, ConfigGeneration, JoinRequest, Node, VirtualService
 from cluster.status import COLOURS, TITLES, Status, node_status
 
 
@@ -40,6 +40,7 @@ def _context(**extra):
         "has_vs": has_vs,
         "enabled_count": enabled,
         "joins": JoinRequest.objects.all()[:5],
+        "latest_generation": ConfigGeneration.objects.order_by("-number").values_list("number", flat=True).first(),
         "add_form": AddNodeForm(),
         "vid_form": VirtualIdForm(initial={"virtual_id": cluster.virtual_id}),
         "drain_form": DrainTimeForm(initial={"drain_time": cluster.drain_time}),
@@ -73,11 +74,17 @@ def add_node(request):
     return redirect("cluster_control")
 
 
-ACTIONS = {"enable": membership.enable, "disable": membership.disable, "delete": membership.request_delete}
+ACTIONS = {
+    "enable": membership.enable,
+    "disable": membership.disable,
+    "delete": membership.request_delete,
+    "resync": membership.resync,
+}
 DONE = {
     "enable": "enabled: it comes into rotation after 30 s up",
     "disable": "disabled: draining",
     "delete": "is being deleted",
+    "resync": "is being sent the whole configuration again",
 }
 
 

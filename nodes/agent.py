@@ -29,6 +29,7 @@ MAX_MESSAGE = 1000
 JOIN_WINDOW = 600  # seconds a unit waits to join after "Add to Cluster"
 JOIN_ATTEMPTS = 5  # wrong codes before the offer is withdrawn
 HARDWARE_KEYS = ("cpu_count", "memory_mib", "disk_gib", "virtual")
+SCHEMAS = (1,)  # configuration document schemas this version can apply
 
 
 class AgentError(Exception):
@@ -66,10 +67,19 @@ def write_json(name, document):
         os.chmod(tmp, 0o644)
         _give_to_node_owner(home, tmp)
         os.replace(tmp, os.path.join(home, name))
+        _fsync_dir(home)  # the rename itself must survive a power loss once we have answered
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _give_to_node_owner(home, path):
@@ -156,12 +166,20 @@ def facts():
         "hostname": node.get("hostname") or socket.gethostname(),
         **hardware,
         "machine": platform.machine(),
-        "interfaces": [interface_facts(s) for s in specs],
+        "interfaces": [_with_local_choices(interface_facts(s)) for s in specs],
         "version": running_version(),
         "host_key": host_key(),
         "ssh_user": node.get("ssh_user", ""),
         "ssh_port": node.get("ssh_port", 22),
     }
+
+
+def _with_local_choices(interface):
+    """Add what the unit's own Network Setup chose for this interface (a node-local setting)."""
+    own = read_json("local_network.json", {}).get("interfaces", {}).get(interface["name"], {})
+    if "use_for_default_gateway" in own:
+        interface["use_for_default_gateway"] = bool(own["use_for_default_gateway"])
+    return interface
 
 
 def host_key():
@@ -197,6 +215,7 @@ def status():
         "active_connections": traffic().get("active_connections", 0),
         "booted_at": traffic().get("booted_at", 0),
         "generation": config.get("generation", 0),
+        "schemas": list(SCHEMAS),
     }
 
 
@@ -345,11 +364,21 @@ def apply_config(text):
         body, generation, digest = envelope["config"], envelope["generation"], envelope["sha256"]
     except (ValueError, KeyError, TypeError) as exc:
         raise AgentError(f"not a configuration document: {exc}") from exc
-    if not isinstance(generation, int) or generation < 1:
+    if not isinstance(generation, int) or isinstance(generation, bool) or generation < 1:
         raise AgentError("generation must be a positive whole number")
+    if not isinstance(body, dict):
+        raise AgentError("the configuration must be a JSON object")
+    if body.get("schema") not in SCHEMAS:
+        raise AgentError(
+            f"configuration schema {body.get('schema')!r} is not understood by version {running_version()} "
+            f"(it understands {', '.join(map(str, SCHEMAS))}): update this node's software first"
+        )
+    _check_fields(body)
     if hashlib.sha256(canonical(body)).hexdigest() != digest:
         raise AgentError("checksum mismatch: the document was damaged in transit")
     current = read_json("config.json", {})
+    if current and hashlib.sha256(canonical(current.get("config"))).hexdigest() != current.get("sha256"):
+        current = {}  # a damaged local copy is replaced, whatever its generation
     if generation < current.get("generation", 0):
         raise AgentError(f"generation {generation} is older than the applied {current['generation']}")
     if generation == current.get("generation") and digest == current.get("sha256"):
@@ -359,6 +388,20 @@ def apply_config(text):
     write_json("config.json", envelope)
     append_log("info", f"Applied configuration generation {generation}")
     return {"generation": generation, "changed": True}
+
+
+def _check_fields(body):
+    """Refuse a document whose fields are not what this version can apply."""
+    cluster = body.get("cluster")
+    if not isinstance(cluster, dict):
+        raise AgentError("configuration field 'cluster' is missing")
+    if not (isinstance(cluster.get("virtual_id"), int) and 1 <= cluster["virtual_id"] <= 255):
+        raise AgentError("configuration field 'cluster.virtual_id' must be 1-255")
+    if not (isinstance(cluster.get("drain_time"), int) and 1 <= cluster["drain_time"] <= 600):
+        raise AgentError("configuration field 'cluster.drain_time' must be 1-600")
+    for key in ("nodes", "virtual_services"):
+        if not isinstance(body.get(key), list):
+            raise AgentError(f"configuration field {key!r} must be a list")
 
 
 def fingerprint(key_line):

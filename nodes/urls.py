@@ -1,7 +1,7 @@
 """URLs of a unit's own (node-local) WUI."""
 
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 
 from cluster import views as cluster_views
 from nodes import views
@@ -20,6 +20,7 @@ urlpatterns = [
     path("cluster/join", views.join, name="join"),
     path("reboot/", views.reboot, name="reboot"),
     path("system-logs/", views.system_logs, name="system_logs"),
+    path("network-setup/", include("nodes.network_urls")),
 ]
 urlpatterns += [
     path(f"{name.replace('_', '-')}/", views.not_built, {"page": name}, name=name) for name in views.PLANNED

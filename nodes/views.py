@@ -17,7 +17,6 @@ from nodes import agent
 from nodes.local import own_address, unit_mode
 
 PLANNED = {
-    "network_setup": "Network Setup",
     "virtual_services": "Virtual Services",
     "backup_restore": "Backup/Restore",
     "update_software": "Update Software",

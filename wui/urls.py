@@ -1,8 +1,8 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 
-from cluster import logs
+from cluster import history, logs
 from cluster import views as cluster_views
 from wui import views
 
@@ -17,6 +17,11 @@ urlpatterns = [
     path("cluster-control/add", cluster_views.add_node, name="add_node"),
     path("cluster-control/node/<int:pk>/<str:action>", cluster_views.node_action, name="node_action"),
     path("cluster-control/parameter/<str:field>", cluster_views.set_parameter, name="set_parameter"),
+    path("cluster-control/history/", history.history, name="config_history"),
+    path("cluster-control/history/diff", history.diff, name="config_diff"),
+    path("cluster-control/history/<int:number>/rollback", history.rollback, name="config_rollback"),
+    path("virtual-services/", include("cluster.vs_urls")),
+    path("network-setup/", include("cluster.network_urls")),
     path("system-logs/", logs.system_logs, name="system_logs"),
     path("system-logs/download", logs.system_logs_download, name="system_logs_download"),
 ]

@@ -6,8 +6,6 @@ from django.views.decorators.http import require_GET
 from cluster.models import Cluster, Node, VirtualService
 
 PLANNED = {
-    "virtual_services": "Virtual Services",
-    "network_setup": "Network Setup",
     "backup_restore": "Backup/Restore",
     "update_software": "Update Software",
 }

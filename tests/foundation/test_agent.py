@@ -26,6 +26,7 @@ def test_status_of_a_fresh_unit_is_standalone(tmp_path):
         "active_connections": 0,
         "booted_at": 0,
         "generation": 0,
+        "schemas": [1],
     }
 
 
