@@ -22,6 +22,7 @@ urlpatterns = [
     path("cluster-control/history/<int:number>/rollback", history.rollback, name="config_rollback"),
     path("virtual-services/", include("cluster.vs_urls")),
     path("network-setup/", include("cluster.network_urls")),
+    path("update-software/", include("firmware.urls")),
     path("system-logs/", logs.system_logs, name="system_logs"),
     path("system-logs/download", logs.system_logs_download, name="system_logs_download"),
 ]

@@ -7,7 +7,6 @@ from cluster.models import Cluster, Node, VirtualService
 
 PLANNED = {
     "backup_restore": "Backup/Restore",
-    "update_software": "Update Software",
 }
 
 

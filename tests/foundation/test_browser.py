@@ -32,7 +32,7 @@ def test_an_operator_logs_in_and_sees_the_loadmaster_menu(page, live_server, adm
         "System Log Files",
     ):
         expect(menu.get_by_role("link", name=label, exact=True)).to_be_visible()
-    menu.get_by_role("link", name="Update Software").click()
+    menu.get_by_role("link", name="Backup/Restore").click()
     expect(page.get_by_text("This page is not built yet")).to_be_visible()
 
 

@@ -92,5 +92,5 @@ def test_repeated_wrong_passwords_lock_the_user_out(client, admin_user):
 
 @pytest.mark.django_db
 def test_pages_not_built_yet_say_so(admin_client):
-    response = admin_client.get(reverse("update_software"))
+    response = admin_client.get(reverse("backup_restore"))
     assert "not built yet" in response.content.decode()

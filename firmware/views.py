@@ -1,0 +1,134 @@
+"""Update Software: upload a firmware patch, validate it and keep it for installing.
+
+The upload is streamed to a file on disk beside the kept patches, never held in
+memory, and is kept only if firmware.patch.verify() accepts it.
+"""
+
+import os
+import tempfile
+from dataclasses import replace
+
+from django.conf import settings
+from django.core.files.uploadedfile import TemporaryUploadedFile, UploadedFile
+from django.core.files.uploadhandler import FileUploadHandler, TemporaryFileUploadHandler
+from django.shortcuts import render
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
+from django.views.decorators.http import require_http_methods
+
+from firmware import patch
+from nodes import agent
+
+# Room for the multipart boundaries and the small fields around the file; the file itself is held to
+# FIRMWARE_MAX_BYTES exactly by verify().
+FORM_OVERHEAD = 64 * 1024
+
+
+def patch_dir():
+    return settings.VAR_DIR / "firmware"
+
+
+class IncomingPatch(TemporaryUploadedFile):
+    """Django's temporary upload file, made in VAR_DIR/firmware/incoming rather than FILE_UPLOAD_TEMP_DIR:
+    on the same file system as the kept patches, keeping it is one atomic rename."""
+
+    def __init__(self, name, content_type, size, charset, content_type_extra=None):
+        incoming = patch_dir() / "incoming"
+        incoming.mkdir(parents=True, exist_ok=True)
+        file = tempfile.NamedTemporaryFile(prefix="upload-", suffix=".patch", dir=incoming)
+        UploadedFile.__init__(self, file, name, content_type, size, charset, content_type_extra)
+
+
+class PatchUploadHandler(TemporaryFileUploadHandler):
+    """Streams every uploaded file to disk, whatever its size (FILE_UPLOAD_MAX_MEMORY_SIZE does not apply)."""
+
+    def new_file(self, *args, **kwargs):
+        FileUploadHandler.new_file(self, *args, **kwargs)
+        self.file = IncomingPatch(self.file_name, self.content_type, 0, self.charset, self.content_type_extra)
+
+
+@csrf_exempt
+@require_http_methods(["GET", "POST"])
+def update_software(request):
+    """The upload handlers must be replaced before anything reads the body, and the CSRF check reads it:
+    so csrf_exempt here and csrf_protect inside (Django docs, "Modifying upload handlers on the fly")."""
+    if request.method == "POST":
+        request.upload_handlers = [PatchUploadHandler(request)]
+        if _content_length(request) > settings.FIRMWARE_MAX_BYTES + FORM_OVERHEAD:
+            return _too_large(request)
+    return _update_software(request)
+
+
+@csrf_protect
+def _update_software(request):
+    if request.method == "GET":
+        return _page(request)
+    if request.POST.get("action") == "install":
+        # Distribution to the nodes is the next step of the software update; until then, say so.
+        return _page(request, status=501, notice="Installing on the nodes is not built yet.")
+    return _receive(request)
+
+
+def _content_length(request):
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return 0
+
+
+def _too_large(request):
+    size, limit = patch.human_size(_content_length(request)), patch.human_size(settings.FIRMWARE_MAX_BYTES)
+    error = f"The file is too large: the upload is {size}, over the {limit} limit for a software update."
+    return _page(request, status=413, error=error)
+
+
+def _receive(request):
+    upload = request.FILES.get("patch")
+    if upload is None:
+        return _page(request, status=400, error="Choose a software update file first.")
+    try:
+        manifest = patch.verify(
+            upload.temporary_file_path(),
+            settings.FIRMWARE_TRUSTED_KEYS,
+            settings.FIRMWARE_MAX_BYTES,
+            agent.VERSION,
+            allow_downgrade=request.POST.get("allow_downgrade") == "1",
+        )
+    except patch.PatchError as e:
+        # The temporary file goes when the request ends.
+        return _page(request, status=400, error=f"The software update was refused: {e}.")
+    _keep(upload, manifest)
+    return _page(request, manifest=manifest)
+
+
+def _keep(upload, manifest):
+    """Named by its sha256 and renamed into place: a reader sees the whole patch or none."""
+    os.replace(upload.temporary_file_path(), patch_dir() / f"{manifest.sha256}.patch")
+    fd = os.open(patch_dir(), os.O_RDONLY)
+    try:
+        os.fsync(fd)  # the rename itself must survive a power loss once we have said "validated"
+    finally:
+        os.close(fd)
+
+
+def kept_patches():
+    """The validated patches kept on this unit, newest first."""
+    paths = sorted(patch_dir().glob("*.patch"), key=lambda p: p.stat().st_mtime, reverse=True)
+    kept = []
+    for path in paths:
+        try:
+            manifest = patch.read_manifest(path)
+        except patch.PatchError:
+            continue
+        kept.append(replace(manifest, sha256=path.stem, size=path.stat().st_size))
+    return kept
+
+
+def _page(request, status=200, **context):
+    context = {
+        "title": "Update Software",
+        "running_version": agent.VERSION,
+        "max_bytes": settings.FIRMWARE_MAX_BYTES,
+        "kept": kept_patches(),
+        **context,
+    }
+    return render(request, "firmware/update.html", context, status=status)

@@ -1,0 +1,212 @@
+"""Update Software: an operator uploads a patch; a good one is kept, a bad one is refused and nothing kept."""
+
+import base64
+import gzip
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+from django.urls import reverse
+from playwright.sync_api import expect
+
+from firmware import patch
+from tests.conftest import ADMIN_PASSWORD
+
+pytestmark = pytest.mark.django_db
+
+MAX_BYTES = 256 * 1024
+
+
+@pytest.fixture
+def key():
+    return patch.new_private_key()
+
+
+@pytest.fixture
+def var_dir(settings, tmp_path, key):
+    settings.VAR_DIR = tmp_path / "var"
+    settings.FIRMWARE_TRUSTED_KEYS = [patch.public_key_text(key)]
+    settings.FIRMWARE_MAX_BYTES = MAX_BYTES
+    return settings.VAR_DIR
+
+
+def build(tmp_path, key, version="1.1.0", name="flotilla-1.1.0.patch"):
+    payload = tmp_path / f"payload-{version}"
+    (payload / "nodes").mkdir(parents=True, exist_ok=True)
+    (payload / "nodes" / "agent.py").write_text(f'VERSION = "{version}"\n')
+    path = tmp_path / name
+    patch.build(path, payload, version, key)
+    return path
+
+
+@pytest.fixture
+def good(tmp_path, key):
+    return build(tmp_path, key)
+
+
+def upload(client, path, **fields):
+    return client.post(
+        reverse("update_software"), {"patch": SimpleUploadedFile(path.name, path.read_bytes()), **fields}
+    )
+
+
+def kept(var_dir):
+    """Everything left under VAR_DIR/firmware, temporary files included."""
+    root = var_dir / "firmware"
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+def text_of(response):
+    return response.content.decode()
+
+
+def test_the_page_needs_a_login(client, var_dir, good):
+    response = client.get(reverse("update_software"))
+    assert response.status_code == 302 and response["Location"].startswith(reverse("login"))
+    assert upload(client, good).status_code == 302
+    assert kept(var_dir) == []
+
+
+def test_the_page_is_the_seeds_update_loadmaster_software(admin_client, var_dir):
+    html = text_of(admin_client.get(reverse("update_software")))
+    for text in ("Update LoadMaster Software", "Software Update File:", 'type="file"', "Update Cluster"):
+        assert text in html
+    assert 'enctype="multipart/form-data"' in html
+    assert "OK to continue" in html
+    assert f'href="{reverse("update_software")}"' in html  # the menu entry leads here
+
+
+def test_a_good_patch_is_transferred_validated_and_kept_by_its_checksum(admin_client, var_dir, good, key):
+    response = upload(admin_client, good)
+    assert response.status_code == 200
+    html = text_of(response)
+    assert "The software update flotilla 1.1.0 was transferred and validated." in html
+    manifest = patch.verify(good, [patch.public_key_text(key)], MAX_BYTES, "1.0.0")
+    assert manifest.created in html and manifest.sha256 in html
+    assert kept(var_dir) == [f"{manifest.sha256}.patch"]
+    assert (var_dir / "firmware" / f"{manifest.sha256}.patch").read_bytes() == good.read_bytes()
+    assert 'name="action" value="install"' in html and ">OK</button>" in html
+
+
+def test_a_kept_patch_is_listed_with_its_version(admin_client, var_dir, good):
+    upload(admin_client, good)
+    html = text_of(admin_client.get(reverse("update_software")))
+    assert "Validated software updates" in html
+    assert "<td>1.1.0</td>" in html
+
+
+def test_ok_says_installing_is_not_built_yet(admin_client, var_dir, good):
+    upload(admin_client, good)
+    response = admin_client.post(reverse("update_software"), {"action": "install", "patch": "abc"})
+    assert response.status_code == 501
+    assert "Installing on the nodes is not built yet" in text_of(response)
+
+
+def tampered(tmp_path, good):
+    """One payload byte changed inside a well-formed archive."""
+    tar_bytes = gzip.decompress(good.read_bytes())
+    assert tar_bytes.count(b'VERSION = "1.1.0"') == 1
+    path = tmp_path / "tampered.patch"
+    path.write_bytes(gzip.compress(tar_bytes.replace(b'VERSION = "1.1.0"', b'VERSION = "1.1.9"')))
+    return path
+
+
+def not_a_patch(tmp_path, good):
+    path = tmp_path / "holiday.jpg"
+    path.write_bytes(b"\xff\xd8\xff\xe0 not a patch at all")
+    return path
+
+
+def other_key(tmp_path, good):
+    return build(tmp_path, patch.new_private_key(), name="other.patch")
+
+
+def older(tmp_path, good):
+    return build(tmp_path, patch.new_private_key(), version="1.0.0", name="old.patch")
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (tampered, "The software update was refused: checksum mismatch for payload/nodes/agent.py"),
+        (not_a_patch, "The software update was refused: not a firmware patch: the file is not gzip-compressed"),
+        (other_key, "The software update was refused: signed by an unknown key"),
+    ],
+    ids=["tampered", "not-a-patch", "unknown-key"],
+)
+def test_a_bad_patch_is_refused_with_the_reason_and_nothing_is_kept(
+    admin_client, var_dir, tmp_path, good, make, message
+):
+    response = upload(admin_client, make(tmp_path, good))
+    assert response.status_code == 400
+    assert message in text_of(response)
+    assert "transferred and validated" not in text_of(response)
+    assert kept(var_dir) == []
+
+
+def test_an_older_version_is_refused_unless_a_downgrade_is_confirmed(admin_client, var_dir, tmp_path, key):
+    old = build(tmp_path, key, version="1.0.0", name="old.patch")
+    response = upload(admin_client, old)
+    assert response.status_code == 400
+    assert "version 1.0.0 is not newer than the running 1.0.0; confirm a downgrade to install it anyway" in text_of(
+        response
+    )
+    assert kept(var_dir) == []
+    response = upload(admin_client, old, allow_downgrade="1")
+    assert response.status_code == 200 and "transferred and validated" in text_of(response)
+
+
+def test_an_upload_over_the_limit_is_refused_with_413_before_it_is_read(admin_client, var_dir, tmp_path):
+    path = tmp_path / "huge.patch"
+    path.write_bytes(b"\x1f\x8b" + b"x" * (MAX_BYTES + 128 * 1024))
+    response = upload(admin_client, path)
+    assert response.status_code == 413
+    assert "The file is too large: the upload is" in text_of(response)
+    assert not (var_dir / "firmware" / "incoming").exists()  # the body was never parsed
+
+
+def test_a_file_just_over_the_limit_is_refused_by_its_own_size(admin_client, var_dir, tmp_path):
+    path = tmp_path / "big.patch"
+    path.write_bytes(b"\x1f\x8b" + b"x" * MAX_BYTES)
+    response = upload(admin_client, path)
+    assert response.status_code == 400
+    assert f"the file is {MAX_BYTES + 2} bytes, over the {MAX_BYTES} bytes limit" in text_of(response)
+    assert kept(var_dir) == []
+
+
+def test_an_upload_without_a_file_is_refused(admin_client, var_dir):
+    response = admin_client.post(reverse("update_software"), {"action": "upload"})
+    assert response.status_code == 400
+    assert "Choose a software update file first." in text_of(response)
+
+
+def test_the_upload_is_csrf_protected_even_with_its_own_upload_handlers(admin_user, var_dir, good):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(admin_user)
+    assert upload(client, good).status_code == 403
+    assert kept(var_dir) == []
+
+
+def test_a_trusted_key_from_the_settings_is_what_decides(admin_client, var_dir, good, settings):
+    settings.FIRMWARE_TRUSTED_KEYS = [base64.b64encode(b"\0" * 32).decode()]
+    response = upload(admin_client, good)
+    assert response.status_code == 400 and "signed by an unknown key" in text_of(response)
+
+
+@pytest.mark.browser
+def test_an_operator_uploads_a_patch_in_the_browser(page, live_server, admin_user, var_dir, good):
+    page.goto(live_server.url + reverse("update_software"))
+    page.get_by_label("Username").fill("admin")
+    page.get_by_label("Password").fill(ADMIN_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="Update LoadMaster Software")).to_be_visible()
+    with page.expect_file_chooser() as chooser:
+        page.get_by_label("Software Update File").click()
+    chooser.value.set_files(good)
+    dialogs = []
+    page.once("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.accept()))
+    page.get_by_role("button", name="Update Cluster").click()
+    expect(page.get_by_role("main")).to_contain_text("transferred and validated")
+    expect(page.get_by_role("main")).to_contain_text("1.1.0")
+    expect(page.get_by_role("button", name="OK")).to_be_visible()
+    assert dialogs == ["Update the cluster's software with flotilla-1.1.0.patch? OK to continue."]
