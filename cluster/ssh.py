@@ -246,6 +246,25 @@ class Pool:
             raise Unreachable(target, "the agent session closed")
         return _parse(target, verb, 0, line, b"")["result"]
 
+    def put(self, target, local_path, name, progress=None):
+        """Send a file into the node's incoming/ directory over SFTP; it appears whole or not at all."""
+        conn = self._connection(target)
+        try:
+            sftp = paramiko.SFTPClient.from_transport(
+                conn.transport, window_size=WINDOW_SIZE, max_packet_size=MAX_PACKET
+            )
+            try:
+                if "incoming" not in sftp.listdir("."):
+                    sftp.mkdir("incoming", 0o700)
+                partial = f"incoming/.{name}.part"
+                sftp.put(str(local_path), partial, callback=progress, confirm=True)
+                sftp.posix_rename(partial, f"incoming/{name}")
+            finally:
+                sftp.close()
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            self.drop(target)
+            raise Unreachable(target, f"sending {name}: {exc}") from exc
+
     def _start_session(self, conn):
         channel = conn.transport.open_session(timeout=self.connect_timeout)
         channel.exec_command(f"exec {AGENT} serve")

@@ -18,9 +18,12 @@ import hmac
 import json
 import os
 import platform
+import re
 import secrets
+import shutil
 import socket
 import sys
+import tarfile
 import tempfile
 import time
 
@@ -221,6 +224,7 @@ def status():
 
 def boot():
     """At start-up a unit takes no traffic until the control plane confirms its state."""
+    _activate_pending_slot()
     standalone = membership().get("mode") == "standalone"
     write_json("traffic.json", {"accepting": standalone, "active_connections": 0, "booted_at": time.time()})
     append_log("info", f"Unit started (version {running_version()})")
@@ -244,6 +248,109 @@ def reboot():
     write_json("reboot.request", {"time": time.time()})
     append_log("warning", "Reboot requested")
     return {"rebooting": True}
+
+
+# --- firmware slots ----------------------------------------------------------
+
+PATCH_NAME = re.compile(r"[0-9a-f]{64}\.patch")
+MAX_MANIFEST = 8 * 2**20
+
+
+def firmware_install(name, sha256):
+    """Install a received patch into the inactive slot; the next boot makes it active.
+
+    The control plane has checked the signature; here the node checks that it
+    received exactly that file and that every payload file matches the manifest.
+    """
+    if not PATCH_NAME.fullmatch(name) or name != f"{sha256}.patch":
+        raise AgentError("the patch name must be its sha256 followed by .patch")
+    path = _path("incoming", name)
+    if not os.path.isfile(path):
+        raise AgentError(f"no patch {name} has been received")
+    if _sha256_of(path) != sha256:
+        raise AgentError("checksum mismatch: the patch was damaged in transfer")
+    slots = read_json("slots.json", {"active": "a"})
+    target = "b" if slots["active"] == "a" else "a"
+    staging = _path("slots", f".{target}.new")
+    shutil.rmtree(staging, ignore_errors=True)
+    os.makedirs(staging)
+    try:
+        manifest = _unpack(path, staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(_path("slots", target), ignore_errors=True)
+    os.replace(staging, _path("slots", target))
+    write_json("slots.json", {**slots, "pending": target, "pending_version": manifest["version"]})
+    os.unlink(path)
+    append_log("info", f"Version {manifest['version']} installed in slot {target}: active after the next reboot")
+    return {"slot": target, "version": manifest["version"], "pending": True}
+
+
+def _sha256_of(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(2**20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _unpack(path, staging):
+    found, manifest = {}, None
+    try:
+        with tarfile.open(path, "r:gz") as tar:
+            for member in tar:
+                _check_member(member)
+                if member.name == "manifest.json":
+                    manifest = json.loads(tar.extractfile(member).read(MAX_MANIFEST))
+                elif member.name.startswith("payload/"):
+                    found[member.name] = _write_payload(tar.extractfile(member), staging, member.name)
+    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+        raise AgentError(f"not a readable firmware patch: {exc}") from exc
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+        raise AgentError("the patch has no manifest")
+    listed = {k: (v.get("sha256"), v.get("size")) for k, v in manifest["files"].items()}
+    if listed != found:
+        wrong = sorted(set(listed.items()) ^ set(found.items()))
+        raise AgentError(f"payload does not match the manifest: {wrong[0][0]}")
+    return manifest
+
+
+def _check_member(member):
+    parts = member.name.split("/")
+    if member.name.startswith("/") or ".." in parts or "" in parts or not member.isfile():
+        raise AgentError(f"refused member {member.name!r}: only plain files inside the patch are allowed")
+    if member.name not in ("manifest.json", "manifest.sig") and parts[0] != "payload":
+        raise AgentError(f"refused member {member.name!r}: not part of the patch format")
+
+
+def _write_payload(source, staging, name):
+    dest = os.path.join(staging, name.removeprefix("payload/"))
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    digest, size = hashlib.sha256(), 0
+    with open(dest, "wb") as out:
+        while chunk := source.read(2**20):
+            digest.update(chunk)
+            size += len(chunk)
+            out.write(chunk)
+    return digest.hexdigest(), size
+
+
+def _activate_pending_slot():
+    slots = read_json("slots.json", {})
+    if not slots.get("pending"):
+        return
+    slot = slots["pending"]
+    agent = _path("slots", slot, "nodes", "agent.py")
+    if os.path.isfile(agent) and os.geteuid() == 0:
+        # The agent of the new slot is what the control plane runs from now on.
+        os.makedirs(_path("bin"), exist_ok=True)
+        shutil.copyfile(agent, _path("bin", ".flotilla-agent.new"))
+        os.chmod(_path("bin", ".flotilla-agent.new"), 0o755)
+        os.replace(_path("bin", ".flotilla-agent.new"), _path("bin", "flotilla-agent"))
+    write_json("version.json", {"version": slots["pending_version"], "slot": slot})
+    write_json("slots.json", {"active": slot})
+    append_log("warning", f"Activated version {slots['pending_version']} from slot {slot}")
 
 
 # --- cluster membership ----------------------------------------------------
@@ -430,6 +537,7 @@ VERBS = {
     "leave-cluster": (leave_cluster, 0),
     "apply-config": (apply_config, 1),
     "offer-join": (offer_join, 0),
+    "firmware-install": (firmware_install, 2),
 }
 
 

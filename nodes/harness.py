@@ -333,6 +333,8 @@ class Node:
         "node.log",
         "version.json",
         "node.json",
+        "slots.json",
+        "local_network.json",
     )
 
     def factory_reset(self):
@@ -345,6 +347,8 @@ class Node:
         self.stop()
         for name in self.STATE_FILES:
             (self.home / name).unlink(missing_ok=True)
+        for directory in ("slots", "incoming"):
+            shutil.rmtree(self.home / directory, ignore_errors=True)
         (self.root / "wui.sqlite3").unlink(missing_ok=True)
         shutil.rmtree(self.root / "var", ignore_errors=True)
         (self.home / ".ssh" / "authorized_keys").unlink(missing_ok=True)

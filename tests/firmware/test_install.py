@@ -1,0 +1,93 @@
+"""A patch sent to a real unit over SFTP, checked there, installed in the inactive slot, active after reboot."""
+
+import hashlib
+import io
+import json
+import tarfile
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from cluster import ssh
+from firmware import patch
+from nodes.harness import BASE_DIR
+
+
+def target(unit):
+    return ssh.Target(f"node {unit.n}", unit.address, 2222, unit.user, unit.host_key_line)
+
+
+def build_patch(tmp_path, version="1.1.0"):
+    payload = tmp_path / "payload"
+    (payload / "nodes").mkdir(parents=True)
+    agent = (BASE_DIR / "nodes" / "agent.py").read_text().replace('VERSION = "1.0.0"', f'VERSION = "{version}"')
+    (payload / "nodes" / "agent.py").write_text(agent)
+    out = tmp_path / "update.patch"
+    patch.build(out, payload, version, Ed25519PrivateKey.generate())
+    return out
+
+
+def send(unit, path):
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    ssh.get_pool().put(target(unit), path, f"{digest}.patch")
+    return digest
+
+
+def state(unit, name):
+    path = unit.home / name
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def test_a_patch_is_installed_in_the_inactive_slot_and_runs_after_the_reboot(units, tmp_path):
+    unit = units.node(2)
+    digest = send(unit, build_patch(tmp_path))
+    result = ssh.get_pool().call(target(unit), "firmware-install", f"{digest}.patch", digest)
+    assert result == {"slot": "b", "version": "1.1.0", "pending": True}
+    assert ssh.get_pool().call(target(unit), "status")["version"] == "1.0.0"  # not before the reboot
+    unit.restart()
+    ssh.get_pool().close_all()
+    assert ssh.get_pool().call(target(unit), "status")["version"] == "1.1.0"
+    assert state(unit, "slots.json") == {"active": "b"}
+
+
+def test_a_patch_damaged_in_transfer_is_refused_and_nothing_changes(units, tmp_path):
+    unit = units.node(3)
+    good = build_patch(tmp_path)
+    damaged = tmp_path / "damaged.patch"
+    damaged.write_bytes(good.read_bytes()[:-10] + b"0123456789")
+    digest = hashlib.sha256(good.read_bytes()).hexdigest()
+    ssh.get_pool().put(target(unit), damaged, f"{digest}.patch")
+    with pytest.raises(ssh.CommandFailed, match="checksum mismatch: the patch was damaged in transfer"):
+        ssh.get_pool().call(target(unit), "firmware-install", f"{digest}.patch", digest)
+    assert state(unit, "slots.json") == {}
+
+
+def test_a_payload_that_does_not_match_its_manifest_is_refused(units, tmp_path):
+    unit = units.node(4)
+    good = build_patch(tmp_path)
+    forged = tmp_path / "forged.patch"
+    with tarfile.open(good, "r:gz") as src, tarfile.open(forged, "w:gz") as dst:
+        for member in src:
+            data = src.extractfile(member).read()
+            if member.name.startswith("payload/"):
+                data = data.replace(b"VERSION", b"VERSIOX", 1)
+            member.size = len(data)
+            dst.addfile(member, io.BytesIO(data))
+    digest = send(unit, forged)
+    with pytest.raises(ssh.CommandFailed, match="payload does not match the manifest: payload/nodes/agent.py"):
+        ssh.get_pool().call(target(unit), "firmware-install", f"{digest}.patch", digest)
+    assert state(unit, "slots.json") == {}
+    assert not (unit.home / "slots" / "b").exists()
+
+
+def test_a_patch_with_a_path_outside_itself_is_refused(units, tmp_path):
+    unit = units.node(4)
+    evil = tmp_path / "evil.patch"
+    with tarfile.open(evil, "w:gz") as tar:
+        info = tarfile.TarInfo("payload/../../bin/flotilla-agent")
+        info.size = 4
+        tar.addfile(info, io.BytesIO(b"evil"))
+    digest = send(unit, evil)
+    with pytest.raises(ssh.CommandFailed, match="only plain files inside the patch are allowed"):
+        ssh.get_pool().call(target(unit), "firmware-install", f"{digest}.patch", digest)
+    assert "evil" not in (unit.home / "bin" / "flotilla-agent").read_text()
