@@ -35,17 +35,24 @@ def check_all():
         # Checks go over the interface marked "Use for Cluster checks" (Network Setup).
         addresses = check_addresses(nodes)
         with ThreadPoolExecutor(max_workers=max(1, min(32, len(nodes)))) as pool:
-            reports = list(pool.map(lambda n: probe(n, latest, cluster.shared_address, addresses[n.pk]), nodes))
+            reports = list(pool.map(lambda n: probe(n, cluster.shared_address, addresses[n.pk]), nodes))
         now = timezone.now()
+        behind = []
         for node, report in zip(nodes, reports, strict=True):
             record(node, report, now)
+            if not isinstance(report, Exception) and report.get("generation", 0) < latest:
+                node.applied_generation = report.get("generation", 0)  # what it has, not what it had
+                behind.append(node)
+        # Catch-up here, one push for every node behind: the probe threads touch no database.
+        if behind:
+            config.push(behind)
         log_transitions(now)
         return True
     finally:
         _running.release()
 
 
-def probe(node, latest_generation, shared_address, address=None):
+def probe(node, shared_address, address=None):
     """Ask one node; put right what differs from the database. Returns its status or the error."""
     pool = ssh.get_pool()
     try:
@@ -56,9 +63,6 @@ def probe(node, latest_generation, shared_address, address=None):
         want = node.enabled or node.is_admin
         if state["accepting"] != want:
             state = pool.call(node.target, "accepting", "on" if want else "off")
-        if state.get("generation", 0) < latest_generation:
-            node.applied_generation = state.get("generation", 0)
-            config.push([node])
         return state
     except ssh.NodeError as exc:
         return exc
