@@ -16,7 +16,7 @@ from django.utils import timezone
 from cluster import config, events, network, ssh
 from cluster.models import Cluster, JoinRequest, Node, VirtualService
 from cluster.status import Status, node_status
-from nodes.agent import HARDWARE_KEYS, fingerprint
+from nodes.agent import HARDWARE_KEYS
 
 
 class Refused(Exception):
@@ -125,9 +125,9 @@ def _join(join, code):
     _check_can_add(join.address)
     cluster = Cluster.get()
     offered = post_to_node(join.address, {"code": code, "check": True})
-    if join.fingerprint and join.fingerprint != fingerprint(offered["host_key"]):
+    if join.fingerprint and join.fingerprint != ssh.fingerprint(offered["host_key"]):
         raise Refused(
-            f"the node's host key fingerprint is {fingerprint(offered['host_key'])}, not {join.fingerprint} "
+            f"the node's host key fingerprint is {ssh.fingerprint(offered['host_key'])}, not {join.fingerprint} "
             "as entered: the host key changed"
         )
     differences = hardware_differences(offered)

@@ -7,8 +7,6 @@ and the persistent ``serve`` session sends arguments as JSON with no shell at
 all.
 """
 
-import base64
-import hashlib
 import json
 import os
 import shlex
@@ -20,6 +18,8 @@ from pathlib import Path
 import paramiko
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from nodes.agent import fingerprint as agent_fingerprint
 
 AGENT = '"$NODE_HOME/bin/flotilla-agent"'
 CONNECT_TIMEOUT = 3.0
@@ -98,10 +98,8 @@ def public_key_line(key, comment="flotilla-cluster"):
 
 
 def fingerprint(host_key_line):
-    """SHA256 fingerprint as OpenSSH prints it."""
-    blob = base64.b64decode(host_key_line.split()[1])
-    digest = base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
-    return f"SHA256:{digest}"
+    """SHA256 fingerprint as OpenSSH prints it (the node shows the same, from the agent's code)."""
+    return agent_fingerprint(host_key_line)
 
 
 # --- connections -----------------------------------------------------------
