@@ -6,7 +6,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from cluster import membership
+from cluster import events, membership
 from cluster.forms import AddNodeForm, DrainTimeForm, ModeForm, VirtualIdForm
 from cluster.models import Cluster, ConfigGeneration, JoinRequest, Node, VirtualService
 from cluster.status import COLOURS, TITLES, Status, node_status
@@ -127,8 +127,6 @@ def ha_clustering(request):
             )
         elif form.is_valid():
             Cluster.objects.filter(pk=cluster.pk).update(mode=form.cleaned_data["mode"])
-            from cluster import events
-
             events.operator_action(
                 request,
                 f"{dict(form.fields['mode'].choices)[form.cleaned_data['mode']]} selected under HA and Clustering",

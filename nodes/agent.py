@@ -61,16 +61,21 @@ def read_json(name, default=None):
 def write_json(name, document):
     """Replace a state file atomically: a crash leaves the old or the new one."""
     home = node_home()
-    data = json.dumps(document, sort_keys=True, indent=1).encode()
-    fd, tmp = tempfile.mkstemp(dir=home, prefix=".tmp-")
+    _atomic_write(os.path.join(home, name), json.dumps(document, sort_keys=True, indent=1).encode(), 0o644)
+
+
+def _atomic_write(path, data, mode):
+    directory = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
     try:
-        os.write(fd, data)
-        os.fsync(fd)
-        os.close(fd)
-        os.chmod(tmp, 0o644)
-        _give_to_node_owner(home, tmp)
-        os.replace(tmp, os.path.join(home, name))
-        _fsync_dir(home)  # the rename itself must survive a power loss once we have answered
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        _give_to_node_owner(node_home(), tmp)
+        os.replace(tmp, path)
+        _fsync_dir(directory)  # the rename itself must survive a power loss once we have answered
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -380,8 +385,8 @@ def cancel_join():
     return {"waiting": False}
 
 
-def accept_join(code, cluster_key, shared_address):
-    """Checks the one-time code, authorises the cluster's key and tells who this unit is."""
+def check_join_code(code):
+    """Refuse unless this unit waits to join and the code is right; wrong codes are counted."""
     offer = read_json("join.json")
     if not offer or offer.get("withdrawn"):
         raise AgentError("the unit is not waiting to join a cluster (click Add to Cluster on the unit first)")
@@ -392,6 +397,11 @@ def accept_join(code, cluster_key, shared_address):
         offer["withdrawn"] = offer["attempts"] >= JOIN_ATTEMPTS
         write_json("join.json", offer)
         raise AgentError("the join code is wrong")
+
+
+def accept_join(code, cluster_key, shared_address):
+    """Checks the one-time code, authorises the cluster's key and tells who this unit is."""
+    check_join_code(code)
     if not _valid_public_key(cluster_key):
         raise AgentError("the cluster's SSH key is not a valid ed25519 public key")
     authorize_key(cluster_key)
@@ -430,14 +440,7 @@ def authorize_key(key_line):
 
 
 def _write_private(path, text):
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.chmod(tmp, 0o600)
-    _give_to_node_owner(node_home(), tmp)
-    os.replace(tmp, path)
+    _atomic_write(path, text.encode(), 0o600)
 
 
 def set_membership(mode, shared_address):
