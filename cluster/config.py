@@ -69,6 +69,10 @@ def push(nodes=None, force=False):
     nodes = [
         n for n in (nodes or Node.objects.filter(removing=False)) if force or n.applied_generation < generation.number
     ]
+    waiting = [n for n in nodes if not understands(n, generation.document)]
+    for node in waiting:
+        record_outcome(node, generation, waiting_for_update(node, generation.document))
+    nodes = [n for n in nodes if n not in waiting]
     text = envelope(generation)
     from cluster.network import update_addresses
 
@@ -79,6 +83,21 @@ def push(nodes=None, force=False):
     for node, error in results.items():
         record_outcome(node, generation, error)
     return results
+
+
+WAITING = "waiting for the software update"
+
+
+def understands(node, document):
+    """Whether the node's software can apply this document; a node that has not said yet is asked."""
+    return not node.schemas or document.get("schema") in node.schemas
+
+
+def waiting_for_update(node, document):
+    return (
+        f"{WAITING}: version {node.version or '?'} understands configuration schema "
+        f"{', '.join(map(str, node.schemas))}, the newest configuration needs schema {document.get('schema')}"
+    )
 
 
 def record_outcome(node, generation, error):

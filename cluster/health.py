@@ -17,6 +17,7 @@ from cluster import config, events, ssh
 from cluster.models import Cluster, ConfigGeneration, Node, VirtualService
 from cluster.network import check_addresses
 from cluster.status import Status, cluster_summary, node_status
+from firmware import rollout
 
 PROBE_TIMEOUT = 1.5
 _running = threading.Lock()
@@ -47,6 +48,8 @@ def check_all():
         if behind:
             config.push(behind)
         log_transitions(now)
+        # A software update moves on from what this round saw (the rows, not this worker, hold its place).
+        rollout.advance(now)
         return True
     finally:
         _running.release()
@@ -60,7 +63,8 @@ def probe(node, shared_address, address=None):
         state = pool.call(check, "status", timeout=PROBE_TIMEOUT)
         if state["mode"] not in ("admin", "member"):
             pool.call(node.target, "membership", "admin" if node.is_admin else "member", shared_address)
-        want = node.enabled or node.is_admin
+        # A node a rolling reboot takes out stays out until the rollout lets it back.
+        want = (node.enabled or node.is_admin) and not node.maintenance_since
         if state["accepting"] != want:
             state = pool.call(node.target, "accepting", "on" if want else "off")
         return state
@@ -84,6 +88,7 @@ def record(node, report, now):
         node.active_connections = report["active_connections"]
         node.booted_at = report.get("booted_at", 0)
         node.version = report.get("version", node.version)
+        node.schemas = report.get("schemas", node.schemas)
         node.applied_generation = max(node.applied_generation, report.get("generation", 0))
     Node.objects.filter(pk=node.pk).update(
         failures=node.failures,
@@ -94,6 +99,7 @@ def record(node, report, now):
         active_connections=node.active_connections,
         booted_at=node.booted_at,
         version=node.version,
+        schemas=node.schemas,
         applied_generation=node.applied_generation,
     )
 

@@ -58,6 +58,10 @@ class Node(models.Model):
     last_status = models.CharField(max_length=12, blank=True)
     removing = models.BooleanField(default=False)
     config_error = models.TextField(blank=True, help_text="Why the node refused or failed the newest configuration.")
+    schemas = models.JSONField(default=list, blank=True, help_text="Configuration schemas its software understands.")
+    maintenance_since = models.DateTimeField(
+        null=True, blank=True, help_text="Taken out of rotation for a rolling reboot: drains, then reboots."
+    )
     added_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -1,7 +1,7 @@
 """Node status: one function, facts in, status out.
 
 Stored: the operator's intent (enabled, disabled_at) and health facts
-(last_ok_at, healthy_since, failures, accepting). Derived here: what the
+(last_ok_at, healthy_since, failures, accepting, maintenance_since). Derived here: what the
 page, the logs and the API show. ``now`` is always passed in, so that the
 30 s warm-up and the drain time are tested with a clock, not with sleeps.
 """
@@ -46,6 +46,7 @@ class Facts:
     healthy_since: object
     failures: int
     accepting: bool
+    maintenance_since: object = None
 
 
 def facts_of(node):
@@ -57,6 +58,7 @@ def facts_of(node):
         node.healthy_since,
         node.failures,
         node.accepting,
+        node.maintenance_since,
     )
 
 
@@ -73,6 +75,8 @@ def node_status(node, now, drain_time, has_virtual_services):
         if f.disabled_at and now - f.disabled_at < timedelta(seconds=drain_time):
             return Status.DRAINING
         return Status.DISABLED
+    if f.maintenance_since and now - f.maintenance_since < timedelta(seconds=drain_time):
+        return Status.DRAINING  # a rolling reboot drains it first
     if f.failures or not f.last_ok_at or now - f.last_ok_at > STALE_AFTER:
         return Status.DOWN
     if not has_virtual_services:

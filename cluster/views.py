@@ -10,6 +10,7 @@ from cluster import events, membership
 from cluster.forms import AddNodeForm, DrainTimeForm, ModeForm, VirtualIdForm
 from cluster.models import Cluster, ConfigGeneration, JoinRequest, Node, VirtualService
 from cluster.status import COLOURS, TITLES, Status, node_status
+from firmware import rollout
 
 
 def node_rows(now=None):
@@ -44,6 +45,7 @@ def _context(**extra):
         "add_form": AddNodeForm(),
         "vid_form": VirtualIdForm(initial={"virtual_id": cluster.virtual_id}),
         "drain_form": DrainTimeForm(initial={"drain_time": cluster.drain_time}),
+        **rollout.panel(),
         **extra,
     }
 
@@ -79,12 +81,14 @@ ACTIONS = {
     "disable": membership.disable,
     "delete": membership.request_delete,
     "resync": membership.resync,
+    "reboot": rollout.reboot,
 }
 DONE = {
     "enable": "enabled: it comes into rotation after 30 s up",
     "disable": "disabled: draining",
     "delete": "is being deleted",
     "resync": "is being sent the whole configuration again",
+    "reboot": "is rebooting to run the new software: it goes Down, then comes back",
 }
 
 
@@ -97,6 +101,26 @@ def node_action(request, pk, action):
     except membership.Refused as exc:
         return _refused(request, exc)
     messages.success(request, f"Node {node.number} {DONE[action]}.")
+    return redirect("cluster_control")
+
+
+ROLLOUT_ACTIONS = {
+    "rolling": (rollout.start_rolling, "Rolling reboot started: one node at a time, the admin node last."),
+    "resume": (rollout.resume, "Rolling reboot resumed."),
+    "cancel": (rollout.cancel, "Rolling reboot cancelled: no further node is taken out."),
+}
+
+
+@require_POST
+def rollout_action(request, action):
+    if action not in ROLLOUT_ACTIONS:
+        raise Http404("No such operation")
+    func, done = ROLLOUT_ACTIONS[action]
+    try:
+        func(request)
+    except membership.Refused as exc:
+        return _refused(request, exc)
+    messages.success(request, done)
     return redirect("cluster_control")
 
 

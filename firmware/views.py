@@ -9,22 +9,21 @@ import tempfile
 from dataclasses import replace
 
 from django.conf import settings
+from django.contrib import messages
 from django.core.files.uploadedfile import TemporaryUploadedFile, UploadedFile
 from django.core.files.uploadhandler import FileUploadHandler, TemporaryFileUploadHandler
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods
 
-from firmware import patch
+from firmware import patch, rollout
+from firmware.models import Rollout
+from firmware.rollout import patch_dir
 from nodes import agent
 
 # Room for the multipart boundaries and the small fields around the file; the file itself is held to
 # FIRMWARE_MAX_BYTES exactly by verify().
 FORM_OVERHEAD = 64 * 1024
-
-
-def patch_dir():
-    return settings.VAR_DIR / "firmware"
 
 
 class IncomingPatch(TemporaryUploadedFile):
@@ -63,9 +62,19 @@ def _update_software(request):
     if request.method == "GET":
         return _page(request)
     if request.POST.get("action") == "install":
-        # Distribution to the nodes is the next step of the software update; until then, say so.
-        return _page(request, status=501, notice="Installing on the nodes is not built yet.")
+        return _install(request)
     return _receive(request)
+
+
+def _install(request):
+    try:
+        update = rollout.start(request.POST.get("patch", ""), request)
+    except rollout.Refused as exc:
+        return _page(request, status=409, error=f"The software update was not started: {exc}.")
+    messages.success(
+        request, f"Installing version {update.version} on every node: each sends, verifies and installs it below."
+    )
+    return redirect("cluster_control")
 
 
 def _content_length(request):
@@ -83,6 +92,10 @@ def _too_large(request):
 
 def _receive(request):
     upload = request.FILES.get("patch")
+    if (active := Rollout.active()) is not None:
+        # The temporary file goes when the request ends.
+        error = f"Another software update (version {active.version}) is in progress: finish or cancel it first."
+        return _page(request, status=409, error=error)
     if upload is None:
         return _page(request, status=400, error="Choose a software update file first.")
     try:

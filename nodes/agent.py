@@ -261,35 +261,68 @@ PATCH_NAME = re.compile(r"[0-9a-f]{64}\.patch")
 MAX_MANIFEST = 8 * 2**20
 
 
-def firmware_install(name, sha256):
-    """Install a received patch into the inactive slot; the next boot makes it active.
+def firmware_stage(name, sha256):
+    """Check a received patch and unpack it beside the slots, ready to install; nothing runs it yet.
 
     The control plane has checked the signature; here the node checks that it
     received exactly that file and that every payload file matches the manifest.
+    Staging on every node first lets the control plane install on all of them or on none.
     """
     if not PATCH_NAME.fullmatch(name) or name != f"{sha256}.patch":
         raise AgentError("the patch name must be its sha256 followed by .patch")
+    staged = read_json("staged.json", {})
+    if staged.get("sha256") == sha256 and os.path.isdir(_path("slots", ".staged")):
+        return {"version": staged["version"], "staged": True}
     path = _path("incoming", name)
     if not os.path.isfile(path):
         raise AgentError(f"no patch {name} has been received")
-    if _sha256_of(path) != sha256:
-        raise AgentError("checksum mismatch: the patch was damaged in transfer")
-    slots = read_json("slots.json", {"active": "a"})
-    target = "b" if slots["active"] == "a" else "a"
-    staging = _path("slots", f".{target}.new")
-    shutil.rmtree(staging, ignore_errors=True)
-    os.makedirs(staging)
     try:
-        manifest = _unpack(path, staging)
-    except BaseException:
+        if _sha256_of(path) != sha256:
+            raise AgentError("checksum mismatch: the patch was damaged in transfer")
+        staging = _path("slots", ".staged")
         shutil.rmtree(staging, ignore_errors=True)
-        raise
+        os.makedirs(staging)
+        try:
+            manifest = _unpack(path, staging)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    finally:
+        os.unlink(path)  # a refused or staged patch is not kept twice
+    write_json("staged.json", {"sha256": sha256, "version": manifest["version"]})
+    append_log("info", f"Version {manifest['version']} received and verified")
+    return {"version": manifest["version"], "staged": True}
+
+
+def firmware_install(name, sha256):
+    """Install a patch into the inactive slot; the next boot makes it active. Stages it first if needed."""
+    slots = read_json("slots.json", {"active": "a"})
+    staged = read_json("staged.json", {})
+    if staged.get("sha256") != sha256:
+        if slots.get("pending_sha256") == sha256:
+            return {"slot": slots["pending"], "version": slots["pending_version"], "pending": True}
+        firmware_stage(name, sha256)
+        staged = read_json("staged.json", {})
+    target = "b" if slots["active"] == "a" else "a"
     shutil.rmtree(_path("slots", target), ignore_errors=True)
-    os.replace(staging, _path("slots", target))
-    write_json("slots.json", {**slots, "pending": target, "pending_version": manifest["version"]})
-    os.unlink(path)
-    append_log("info", f"Version {manifest['version']} installed in slot {target}: active after the next reboot")
-    return {"slot": target, "version": manifest["version"], "pending": True}
+    os.replace(_path("slots", ".staged"), _path("slots", target))
+    pending = {"pending": target, "pending_version": staged["version"], "pending_sha256": sha256}
+    write_json("slots.json", {"active": slots["active"], **pending})
+    os.unlink(_path("staged.json"))
+    append_log("info", f"Version {staged['version']} installed in slot {target}: active after the next reboot")
+    return {"slot": target, "version": staged["version"], "pending": True}
+
+
+def firmware_discard():
+    """Forget a staged or installed-but-not-active patch: the next boot runs what runs now."""
+    shutil.rmtree(_path("slots", ".staged"), ignore_errors=True)
+    if os.path.exists(_path("staged.json")):
+        os.unlink(_path("staged.json"))
+    slots = read_json("slots.json", {})
+    if slots.get("pending"):
+        write_json("slots.json", {"active": slots["active"]})
+        append_log("info", f"Version {slots['pending_version']} discarded: it will not be activated")
+    return {"pending": False}
 
 
 def _sha256_of(path):
@@ -540,7 +573,9 @@ VERBS = {
     "leave-cluster": (leave_cluster, 0),
     "apply-config": (apply_config, 1),
     "offer-join": (offer_join, 0),
+    "firmware-stage": (firmware_stage, 2),
     "firmware-install": (firmware_install, 2),
+    "firmware-discard": (firmware_discard, 0),
 }
 
 

@@ -31,6 +31,7 @@ WUI_PORT = 8000
 SHARED_OCTET = 90
 SSHD = "/usr/sbin/sshd"
 AGENT_PYTHON = "/usr/bin/python3"
+REBOOT_OFF_SECONDS = 1.5  # longer than the 1 s between health checks
 
 
 class HarnessError(RuntimeError):
@@ -316,7 +317,10 @@ class Node:
                 (self.home / "reboot.request").unlink(missing_ok=True)
                 if resets is not None and resets != self.resets:
                     return  # the machine was reset since it asked: the request died with it
-                self.restart()
+                self.stop()
+                # A real unit is off for a while: health checks must see it go down, as they would.
+                time.sleep(REBOOT_OFF_SECONDS)
+                self.start()
         except Exception as exc:  # noqa: BLE001  (recorded; the next reboot request tries again)
             with open(self.run / "reboot-errors.log", "a") as log:
                 log.write(f"{time.ctime()}: {exc!r}\n")
@@ -334,6 +338,7 @@ class Node:
         "version.json",
         "node.json",
         "slots.json",
+        "staged.json",
         "local_network.json",
     )
 

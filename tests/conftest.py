@@ -63,6 +63,28 @@ def member_rows(harness, db):
     ]
 
 
+class Worker:
+    """A real Celery worker process on the real broker; it can be killed and started again."""
+
+    def __init__(self, argv, env, log_path, name):
+        self.argv, self.env, self.log_path, self.name = argv, env, log_path, name
+        self.proc = None
+
+    def start(self):
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(self.argv, cwd=BASE_DIR, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        _wait_for_worker(self.proc, self.log_path, self.name)
+
+    def kill(self):
+        """As a crash would: no warm shutdown, the task in hand is lost."""
+        self.proc.kill()
+        self.proc.wait(timeout=30)
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
 @pytest.fixture(scope="session")
 def celery_worker(django_db_setup, django_db_blocker):
     """A real Celery worker on the real broker, writing to the test database."""
@@ -75,18 +97,18 @@ def celery_worker(django_db_setup, django_db_blocker):
     queue = f"flotilla-test-{uuid.uuid4().hex[:8]}"
     env = {**os.environ, "DATABASE_URL": url, "CELERY_QUEUE": queue}
     log_path = settings.VAR_DIR / "worker.log"
+    log_path.unlink(missing_ok=True)
     argv = [sys.executable, "-m", "celery", "-A", "wui", "worker", "-P", "threads", "-c", "4", "-l", "warning"]
     # A queue of this session's own: a worker left over from another run cannot take our tasks.
     app.conf.task_default_queue = queue
     # -B: the health checks run as in production, once a second.
     argv += ["-B"]
     argv += ["--without-gossip", "--without-mingle", "--without-heartbeat", "-Q", queue, "-n", f"{queue}@localhost"]
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(argv, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
-    _wait_for_worker(proc, log_path, f"{queue}@localhost")
-    yield proc
-    proc.terminate()
-    proc.wait(timeout=30)
+    worker = Worker(argv, env, log_path, f"{queue}@localhost")
+    worker.start()
+    yield worker
+    if worker.proc.poll() is None:
+        worker.stop()
 
 
 def _wait_for_worker(proc, log_path, name):

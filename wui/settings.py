@@ -186,6 +186,8 @@ LICENSE_MAX_NODES = env.int("LICENSE_MAX_NODES", default=64)
 # Firmware patches must be signed by one of these ed25519 public keys (base64, raw 32 bytes).
 FIRMWARE_TRUSTED_KEYS = env.list("FIRMWARE_TRUSTED_KEYS", default=[])
 FIRMWARE_MAX_BYTES = env.int("FIRMWARE_MAX_BYTES", default=512 * 2**20)
+# A rolling reboot halts when a node is not back, healthy on the new version, this long after its reboot.
+ROLLOUT_NODE_TIMEOUT = env.int("ROLLOUT_NODE_TIMEOUT", default=300)
 
 LOGGING = {
     "version": 1,
@@ -199,3 +201,18 @@ CELERY_BEAT_SCHEDULER = "celery.beat:Scheduler"  # in memory: a 1 s interval nee
 CELERY_BEAT_SCHEDULE = {
     "check-health": {"task": "cluster.tasks.check_health", "schedule": env.float("HEALTH_INTERVAL", default=1.0)},
 }
+
+# Backup/Restore
+BACKUP_MAX_BYTES = env.int("BACKUP_MAX_BYTES", default=16 * 2**20)  # a configuration is kilobytes
+BACKUP_INTERVAL = env.float("BACKUP_INTERVAL", default=0)  # seconds between automatic backups; 0: none
+BACKUP_KEEP = env.int("BACKUP_KEEP", default=7)  # automatic backups kept, the newest
+BACKUP_INCLUDE_USERS = env.bool("BACKUP_INCLUDE_USERS", default=False)  # put password hashes in automatic ones
+if BACKUP_KEEP < 1 or BACKUP_MAX_BYTES < 1 or BACKUP_INTERVAL < 0:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("BACKUP_KEEP and BACKUP_MAX_BYTES must be at least 1, BACKUP_INTERVAL not negative")
+if BACKUP_INTERVAL:
+    CELERY_BEAT_SCHEDULE = {
+        **CELERY_BEAT_SCHEDULE,
+        "scheduled-backup": {"task": "cluster.tasks.scheduled_backup", "schedule": BACKUP_INTERVAL},
+    }

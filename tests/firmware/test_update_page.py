@@ -2,14 +2,18 @@
 
 import base64
 import gzip
+import hashlib
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 from playwright.sync_api import expect
 
+from cluster.models import Cluster, Node
 from firmware import patch
+from firmware.models import Rollout
 from tests.conftest import ADMIN_PASSWORD
 
 pytestmark = pytest.mark.django_db
@@ -95,11 +99,81 @@ def test_a_kept_patch_is_listed_with_its_version(admin_client, var_dir, good):
     assert "<td>1.1.0</td>" in html
 
 
-def test_ok_says_installing_is_not_built_yet(admin_client, var_dir, good):
+def install(client, sha256):
+    return client.post(reverse("update_software"), {"action": "install", "patch": sha256})
+
+
+def a_cluster(down=()):
+    """A cluster whose nodes answered their last health check just now, but for those in ``down``."""
+    now = timezone.now()
+    Cluster.objects.create(pk=1, mode="clustering", shared_address="127.0.11.90", created_at=now)
+    for n in (1, 2, 3):
+        Node.objects.create(
+            number=n,
+            address=f"127.0.11.{n}",
+            ssh_user=f"u{n}",
+            host_key="ssh-ed25519 AAAA",
+            is_admin=n == 1,
+            enabled=n != 1,
+            last_ok_at=now,
+            failures=1 if n in down else 0,
+        )
+
+
+def test_ok_without_a_cluster_is_refused_and_starts_nothing(admin_client, var_dir, good):
     upload(admin_client, good)
-    response = admin_client.post(reverse("update_software"), {"action": "install", "patch": "abc"})
-    assert response.status_code == 501
-    assert "Installing on the nodes is not built yet" in text_of(response)
+    response = install(admin_client, sha256_of(good))
+    assert response.status_code == 409
+    assert "The software update was not started: there is no cluster: create one on Cluster Control first." in (
+        text_of(response)
+    )
+    assert not Rollout.objects.exists()
+
+
+def test_ok_with_a_node_down_is_refused_with_that_node(admin_client, var_dir, good):
+    a_cluster(down=(3,))
+    upload(admin_client, good)
+    response = install(admin_client, sha256_of(good))
+    assert response.status_code == 409
+    assert "Node 3 is Down: every node must answer its health checks before a software update" in text_of(response)
+    assert not Rollout.objects.exists()
+
+
+def test_ok_for_a_patch_that_is_not_kept_is_refused(admin_client, var_dir, good):
+    a_cluster()
+    response = install(admin_client, "0" * 64)
+    assert response.status_code == 409
+    assert "that software update is not on this unit: upload it again" in text_of(response)
+    assert not Rollout.objects.exists()
+
+
+def test_ok_starts_the_update_and_shows_cluster_control(admin_client, var_dir, good):
+    a_cluster()
+    upload(admin_client, good)
+    response = install(admin_client, sha256_of(good))
+    assert response.status_code == 302 and response.url == reverse("cluster_control")
+    update = Rollout.objects.get()
+    assert (update.version, update.state, update.nodes.count()) == ("1.1.0", "sending", 3)
+    html = text_of(admin_client.get(reverse("cluster_control")))
+    assert "Software update to version 1.1.0: Sending to the nodes" in html
+
+
+def test_an_upload_while_another_update_is_in_progress_is_refused(admin_client, var_dir, good, tmp_path, key):
+    a_cluster()
+    upload(admin_client, good)
+    install(admin_client, sha256_of(good))
+    before = kept(var_dir)
+    response = upload(admin_client, build(tmp_path, key, version="1.2.0", name="flotilla-1.2.0.patch"))
+    assert response.status_code == 409
+    assert "Another software update (version 1.1.0) is in progress: finish or cancel it first." in text_of(response)
+    assert kept(var_dir) == before
+    second = install(admin_client, sha256_of(good))
+    assert "another software update (version 1.1.0) is in progress" in text_of(second)
+    assert Rollout.objects.count() == 1
+
+
+def sha256_of(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def tampered(tmp_path, good):

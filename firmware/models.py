@@ -1,0 +1,82 @@
+"""A software update of the cluster: the patch sent to every node, then the reboots that activate it.
+
+The rows are the truth about an update: a worker that dies half way leaves them
+as they were, and the next worker carries on from them.
+"""
+
+from django.conf import settings
+from django.db import models
+
+
+class Rollout(models.Model):
+    class State(models.TextChoices):
+        SENDING = "sending", "Sending to the nodes"
+        FAILED = "failed", "Refused"
+        INSTALLED = "installed", "Installed: reboot the nodes"
+        ROLLING = "rolling", "Rolling reboot"
+        HALTED = "halted", "Rolling reboot halted"
+        DONE = "done", "Done"
+
+    ACTIVE = (State.SENDING, State.INSTALLED, State.ROLLING, State.HALTED)
+
+    class Step(models.TextChoices):
+        NONE = "", "—"
+        DRAINING = "draining", "Draining"
+        REBOOTING = "rebooting", "Rebooting"
+        WARMING = "warming", "Coming back"
+
+    sha256 = models.CharField(max_length=64)
+    name = models.CharField(max_length=64)
+    version = models.CharField(max_length=32)
+    state = models.CharField(max_length=10, choices=State, default=State.SENDING)
+    message = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    touched_at = models.DateTimeField(null=True, blank=True, help_text="When a worker last moved it on.")
+    # The rolling reboot's place: which node, which step, since when.
+    current = models.ForeignKey("cluster.Node", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    step = models.CharField(max_length=10, choices=Step, default=Step.NONE, blank=True)
+    step_at = models.DateTimeField(null=True, blank=True)
+    booted_before = models.FloatField(default=0)
+    reboot_sent_at = models.DateTimeField(null=True, blank=True)
+    node_timeout = models.PositiveIntegerField(default=300)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"Update to {self.version} ({self.get_state_display()})"
+
+    @classmethod
+    def active(cls):
+        return cls.objects.filter(state__in=cls.ACTIVE).first()
+
+
+class RolloutNode(models.Model):
+    """One node's part of an update: the transfer, the node's own check and the install."""
+
+    class State(models.TextChoices):
+        WAITING = "waiting", "Waiting"
+        SENDING = "sending", "Sending"
+        VERIFIED = "verified", "Verified"
+        INSTALLED = "installed", "Installed"
+        FAILED = "failed", "Refused"
+        DISCARDED = "discarded", "Not installed"
+
+    rollout = models.ForeignKey(Rollout, on_delete=models.CASCADE, related_name="nodes")
+    node = models.ForeignKey("cluster.Node", on_delete=models.CASCADE, related_name="+")
+    state = models.CharField(max_length=10, choices=State, default=State.WAITING)
+    sent = models.BigIntegerField(default=0)
+    size = models.BigIntegerField(default=0)
+    message = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["node__number"]
+        constraints = [models.UniqueConstraint(fields=["rollout", "node"], name="unique_rollout_node")]
+
+    def __str__(self):
+        return f"Node {self.node.number}: {self.get_state_display()}"
+
+    @property
+    def percent(self):
+        return int(100 * self.sent / self.size) if self.size else 0

@@ -1,0 +1,420 @@
+"""A software update of the cluster: send and verify on every node, install on all or none, then reboot.
+
+Every step is recorded in the Rollout rows before or right after it happens,
+so a worker that dies half way loses nothing: the health round calls
+``advance()`` every second, on whichever worker runs it, and that carries on
+from the rows. Reboots are asked again if a node has not rebooted yet, never
+twice once it has (its boot time tells).
+"""
+
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import replace
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from cluster import config, events, membership, ssh
+from cluster.models import Cluster, ConfigGeneration, Node, VirtualService
+from cluster.network import update_addresses
+from cluster.status import STALE_AFTER, Status, node_status
+from firmware import patch
+from firmware.models import Rollout, RolloutNode
+from nodes import agent
+
+STAGE_TIMEOUT = 120  # the node reads and unpacks the whole patch
+PROGRESS_EVERY = 0.5  # seconds between progress writes while sending
+STALLED_AFTER = timedelta(seconds=30)  # a send nobody has moved on for this long lost its worker
+RESEND_REBOOT_AFTER = timedelta(seconds=5)
+QUIET_AFTER = timedelta(seconds=5)  # a rolling reboot no health round has moved on: no worker runs
+
+
+class Refused(membership.Refused):
+    pass
+
+
+def patch_dir():
+    return settings.VAR_DIR / "firmware"
+
+
+def patch_path(sha256):
+    return patch_dir() / f"{sha256}.patch"
+
+
+def healthy(node, now):
+    return not node.failures and node.last_ok_at is not None and now - node.last_ok_at <= STALE_AFTER
+
+
+def serving(node, has_vs):
+    """A node that takes traffic when Up: the one a rolling reboot must drain and wait for."""
+    return node.enabled and not node.is_admin and has_vs
+
+
+# --- pre-flight and start ---------------------------------------------------------
+
+
+def preflight(now, rolling=False):
+    """Refuse, with the reason, a rollout the cluster cannot take right now."""
+    cluster = Cluster.objects.filter(shared_address__isnull=False).first()
+    if cluster is None:
+        raise Refused("there is no cluster: create one on Cluster Control first")
+    nodes = list(Node.objects.all())
+    if not nodes:
+        raise Refused("the cluster has no nodes")
+    latest = ConfigGeneration.objects.order_by("-number").values_list("number", flat=True).first() or 0
+    has_vs = VirtualService.objects.exists()
+    for node in nodes:
+        name = f"Node {node.number}"
+        if node.removing:
+            raise Refused(f"{name} is being deleted: wait until it is gone")
+        if not healthy(node, now):
+            raise Refused(f"{name} is Down: every node must answer its health checks before a software update")
+        waiting = config.WAITING in node.config_error  # the update is what it waits for
+        if not waiting and (node.applied_generation < latest or node.config_error):
+            raise Refused(f"{name} is not in sync with configuration generation {latest}: resync it first")
+        status = node_status(node, now, cluster.drain_time, has_vs)
+        if rolling and serving(node, has_vs) and status != Status.UP:
+            raise Refused(
+                f"{name} is {status.label}: a rolling reboot takes one node out at a time, "
+                "so every enabled node must be Up first"
+            )
+    return cluster, nodes
+
+
+def start(sha256, request):
+    """OK to install: check the cluster, record the rollout, and let a worker send the patch."""
+    path = patch_path(sha256)
+    if not patch.SHA256_RE.fullmatch(sha256 or "") or not path.exists():
+        raise Refused("that software update is not on this unit: upload it again")
+    # The kept file is checked again: what is sent to the nodes is what was validated.
+    try:
+        manifest = patch.verify(
+            path, settings.FIRMWARE_TRUSTED_KEYS, settings.FIRMWARE_MAX_BYTES, agent.VERSION, allow_downgrade=True
+        )
+    except patch.PatchError as exc:
+        raise Refused(f"the kept software update no longer verifies: {exc}") from exc
+    now = timezone.now()
+    with transaction.atomic():
+        Cluster.objects.select_for_update().filter(pk=1).first()  # one start at a time
+        if (active := Rollout.active()) is not None:
+            raise Refused(f"another software update (version {active.version}) is in progress: finish or cancel it")
+        _, nodes = preflight(now)
+        rollout = Rollout.objects.create(
+            sha256=sha256,
+            name=manifest.name,
+            version=manifest.version,
+            created_by=request.user,
+            touched_at=now,
+            node_timeout=settings.ROLLOUT_NODE_TIMEOUT,
+        )
+        RolloutNode.objects.bulk_create(RolloutNode(rollout=rollout, node=n, size=manifest.size) for n in nodes)
+        events.operator_action(request, f"Software update to version {manifest.version} started on {len(nodes)} nodes")
+        from firmware.tasks import distribute
+
+        transaction.on_commit(lambda: distribute.delay(rollout.pk))
+    return rollout
+
+
+# --- send, verify, install ---------------------------------------------------------
+
+
+def distribute(rollout_id):
+    """Send the patch to every node and have each verify it; install on all of them or on none."""
+    rollout = Rollout.objects.filter(pk=rollout_id, state=Rollout.State.SENDING).first()
+    if rollout is None:
+        return
+    name, path = f"{rollout.sha256}.patch", patch_path(rollout.sha256)
+    rows = list(rollout.nodes.select_related("node"))
+    targets = {row.pk: replace(row.node.target, address=update_addresses(row.node)[0]) for row in rows}
+    todo = [row for row in rows if row.state != RolloutNode.State.VERIFIED]  # resumed: not sent twice
+    RolloutNode.objects.filter(pk__in=[r.pk for r in todo]).update(state=RolloutNode.State.SENDING, sent=0, message="")
+    sent = {row.pk: 0 for row in todo}
+    pool = ssh.get_pool()
+
+    def send(row):
+        # No database work here: the main thread records the progress and the outcome.
+        target = targets[row.pk]
+        pool.put(target, path, name, progress=lambda done, _total: sent.__setitem__(row.pk, done))
+        return pool.call(target, "firmware-stage", name, rollout.sha256, timeout=STAGE_TIMEOUT)
+
+    outcomes = _in_parallel(send, todo, lambda: _record_progress(rollout, sent))
+    for row, outcome in outcomes.items():
+        if isinstance(outcome, Exception):
+            _mark(row, RolloutNode.State.FAILED, _reason(outcome))
+        else:
+            _mark(row, RolloutNode.State.VERIFIED, f"verified version {outcome['version']}", sent=row.size)
+    failed = list(rollout.nodes.filter(state=RolloutNode.State.FAILED).select_related("node"))
+    if failed:
+        return _undo(rollout, rows, targets, failed)
+    installed = _in_parallel(lambda row: pool.call(targets[row.pk], "firmware-install", name, rollout.sha256), rows)
+    for row, outcome in installed.items():
+        if isinstance(outcome, Exception):
+            _mark(row, RolloutNode.State.FAILED, f"install: {_reason(outcome)}")
+        else:
+            _mark(row, RolloutNode.State.INSTALLED, f"installed in slot {outcome['slot']}")
+    failed = list(rollout.nodes.filter(state=RolloutNode.State.FAILED).select_related("node"))
+    if failed:
+        return _undo(rollout, rows, targets, failed)
+    message = (
+        f"The new software (version {rollout.version}) has been installed. Reboot each node to activate it: "
+        "the non-admin nodes first, then the admin node."
+    )
+    Rollout.objects.filter(pk=rollout.pk).update(state=Rollout.State.INSTALLED, message=message)
+    events.record(f"Software version {rollout.version} installed on every node; each runs it after its reboot")
+
+
+def _in_parallel(func, rows, tick=None):
+    outcomes = {}
+    if not rows:
+        return outcomes
+    with ThreadPoolExecutor(max_workers=min(16, len(rows))) as executor:
+        futures = {executor.submit(func, row): row for row in rows}
+        pending = set(futures)
+        while pending:
+            _done, pending = wait(pending, timeout=PROGRESS_EVERY)
+            if tick:
+                tick()
+    for future, row in futures.items():
+        try:
+            outcomes[row] = future.result()
+        except ssh.NodeError as exc:
+            outcomes[row] = exc
+    return outcomes
+
+
+def _record_progress(rollout, sent):
+    for pk, done in list(sent.items()):
+        RolloutNode.objects.filter(pk=pk, sent__lt=done).update(sent=done)
+    Rollout.objects.filter(pk=rollout.pk).update(touched_at=timezone.now())
+
+
+def _mark(row, state, message, **extra):
+    RolloutNode.objects.filter(pk=row.pk).update(state=state, message=message, **extra)
+
+
+def _reason(exc):
+    if isinstance(exc, ssh.CommandFailed):
+        return f"the node refused it: {exc.detail.split(': ', 1)[-1]}"
+    return f"{exc.reason}: {exc.detail}" if exc.detail else exc.reason
+
+
+def _undo(rollout, rows, targets, failed):
+    """A node refused: the others drop what they received, so no node is left half updated."""
+    pool = ssh.get_pool()
+    others = [row for row in rows if row not in failed]
+    _in_parallel(lambda row: pool.call(targets[row.pk], "firmware-discard"), others)
+    RolloutNode.objects.filter(pk__in=[r.pk for r in others]).update(
+        state=RolloutNode.State.DISCARDED, message="not installed: another node refused the update"
+    )
+    first = failed[0]
+    reasons = "; ".join(f"Node {row.node.number}: {row.message}" for row in failed)
+    message = f"The software update to version {rollout.version} was refused ({reasons}). No node was changed."
+    Rollout.objects.filter(pk=rollout.pk).update(state=Rollout.State.FAILED, message=message)
+    events.warning(f"Software update to version {rollout.version} refused by Node {first.node.number}", node=first.node)
+
+
+# --- reboots -----------------------------------------------------------------------
+
+
+def send_reboot(node_id):
+    node = Node.objects.filter(pk=node_id).first()
+    if node is not None:
+        try:
+            ssh.get_pool().call(node.target, "reboot")
+        except ssh.NodeError as exc:
+            events.warning(f"Node {node.number} could not be asked to reboot: {exc}", node=node)
+
+
+def reboot(node_pk, request):
+    """The Reboot button: one node at a time, the admin node once every other node runs the new version."""
+    now = timezone.now()
+    node = Node.objects.filter(pk=node_pk).first()
+    if node is None:
+        raise Refused("that node is no longer in the cluster")
+    rollout = Rollout.active()
+    if rollout is not None and rollout.state == Rollout.State.ROLLING:
+        raise Refused("a rolling reboot is under way: cancel it first to reboot nodes one by one")
+    if rollout is None or rollout.state not in (Rollout.State.INSTALLED, Rollout.State.HALTED):
+        raise Refused("there is no installed software update waiting for a reboot")
+    if node.version == rollout.version:
+        raise Refused(f"Node {node.number} already runs version {rollout.version}")
+    others = list(Node.objects.exclude(pk=node.pk))
+    if node.is_admin:
+        behind = [n for n in others if n.version != rollout.version]
+        if behind:
+            raise Refused(
+                f"Node {node.number} is the admin node: it is rebooted last, once every other node runs version "
+                f"{rollout.version} (Node {behind[0].number} runs {behind[0].version or 'an unknown version'})"
+            )
+    out = [n for n in others if not healthy(n, now)]
+    if out:
+        raise Refused(f"Node {out[0].number} is Down: reboot one node at a time, once the last one is back")
+    events.operator_action(request, f"Node {node.number} rebooted to run version {rollout.version}", node=node)
+    from firmware.tasks import reboot_node
+
+    transaction.on_commit(lambda: reboot_node.delay(node.pk))
+    return node
+
+
+def start_rolling(request):
+    now = timezone.now()
+    with transaction.atomic():
+        rollout = Rollout.objects.select_for_update().filter(state=Rollout.State.INSTALLED).first()
+        if rollout is None:
+            raise Refused("there is no installed software update waiting for a reboot")
+        preflight(now, rolling=True)
+        _move(rollout, state=Rollout.State.ROLLING, step=Rollout.Step.NONE, current=None, message="")
+        events.operator_action(request, f"Rolling reboot to version {rollout.version} started")
+    return rollout
+
+
+def resume(request):
+    now = timezone.now()
+    with transaction.atomic():
+        rollout = Rollout.objects.select_for_update().filter(state=Rollout.State.HALTED).first()
+        if rollout is None:
+            raise Refused("there is no halted rolling reboot to resume")
+        # The node it halted on gets a whole timeout again.
+        _move(rollout, state=Rollout.State.ROLLING, step_at=now, reboot_sent_at=now, message="")
+        events.operator_action(request, f"Rolling reboot to version {rollout.version} resumed")
+    return rollout
+
+
+def cancel(request):
+    """Stop a rolling reboot: no further node is taken out; the one it was on goes back into rotation."""
+    with transaction.atomic():
+        rollout = (
+            Rollout.objects.select_for_update().filter(state__in=(Rollout.State.ROLLING, Rollout.State.HALTED)).first()
+        )
+        if rollout is None:
+            raise Refused("there is no rolling reboot to cancel")
+        if rollout.current_id:
+            Node.objects.filter(pk=rollout.current_id).update(maintenance_since=None)
+        _move(rollout, state=Rollout.State.INSTALLED, step=Rollout.Step.NONE, current=None, message="")
+        events.operator_action(request, f"Rolling reboot to version {rollout.version} cancelled")
+    return rollout
+
+
+def _move(rollout, **fields):
+    for name, value in fields.items():
+        setattr(rollout, name, value)
+    rollout.save(update_fields=list(fields))
+
+
+def advance(now):
+    """Called by every health round: finish, resume or move on whatever update is under way."""
+    rollout = Rollout.active()
+    if rollout is None:
+        return
+    if rollout.state == Rollout.State.SENDING:
+        return _resume_sending(rollout, now)
+    nodes = list(Node.objects.filter(removing=False))
+    if nodes and all(n.version == rollout.version for n in nodes):
+        return _finish(rollout)
+    if rollout.state != Rollout.State.ROLLING:
+        return
+    with transaction.atomic():
+        locked = Rollout.objects.select_for_update(skip_locked=True).filter(pk=rollout.pk, state=rollout.state).first()
+        if locked is None:
+            return  # another worker's round holds it
+        after = _step(locked, {n.pk: n for n in nodes}, now)
+        _move(locked, touched_at=now)
+    if after:
+        after()
+
+
+def _resume_sending(rollout, now):
+    stalled = now - STALLED_AFTER
+    if Rollout.objects.filter(pk=rollout.pk, touched_at__lt=stalled).update(touched_at=now):
+        events.warning(f"Software update to version {rollout.version}: sending resumed after an interruption")
+        from firmware.tasks import distribute
+
+        distribute.delay(rollout.pk)
+
+
+def _finish(rollout):
+    if Rollout.objects.filter(pk=rollout.pk, state=rollout.state).update(
+        state=Rollout.State.DONE, step=Rollout.Step.NONE, message=f"Every node runs version {rollout.version}."
+    ):
+        Node.objects.exclude(maintenance_since=None).update(maintenance_since=None)
+        events.record(f"Software update complete: every node runs version {rollout.version}")
+
+
+def next_node(nodes, version):
+    """Non-admin nodes in order of their ID, the admin node last."""
+    order = sorted(nodes, key=lambda n: (n.is_admin, n.number))
+    return next((n for n in order if n.version != version), None)
+
+
+def _step(rollout, nodes, now):
+    """One move of the rolling reboot; returns the node call to make once the move is committed."""
+    cluster = Cluster.get()
+    has_vs = VirtualService.objects.exists()
+    node = nodes.get(rollout.current_id)
+    if rollout.step == Rollout.Step.NONE or node is None:
+        node = next_node(nodes.values(), rollout.version)
+        if node is None:
+            return None
+        Node.objects.filter(pk=node.pk).update(maintenance_since=now)
+        _move(rollout, current=node, step=Rollout.Step.DRAINING, step_at=now)
+        drain = cluster.drain_time if serving(node, has_vs) else 0
+        events.record(f"Rolling reboot: Node {node.number} drains for {drain} s, then reboots", node=node)
+        return None
+    timeout = timedelta(seconds=rollout.node_timeout)
+    if rollout.step == Rollout.Step.DRAINING:
+        drain = timedelta(seconds=cluster.drain_time if serving(node, has_vs) else 0)
+        if now - rollout.step_at < drain:
+            return None
+        _move(rollout, step=Rollout.Step.REBOOTING, step_at=now, reboot_sent_at=now, booted_before=node.booted_at)
+        events.record(f"Rolling reboot: Node {node.number} reboots to run version {rollout.version}", node=node)
+        return lambda: send_reboot(node.pk)
+    if rollout.step == Rollout.Step.REBOOTING:
+        if node.booted_at != rollout.booted_before and healthy(node, now):
+            if node.version != rollout.version:
+                return _halt(rollout, node, f"it came back on version {node.version}, not {rollout.version}")
+            Node.objects.filter(pk=node.pk).update(maintenance_since=None)
+            _move(rollout, step=Rollout.Step.WARMING, step_at=now)
+            return None
+        if now - rollout.step_at > timeout:
+            why = node.last_error or f"it still runs version {node.version}"
+            return _halt(rollout, node, f"it did not come back within {rollout.node_timeout} s of its reboot ({why})")
+        # Answering all along on the same boot: the request never arrived (a node that went quiet is rebooting).
+        unchanged = node.booted_at == rollout.booted_before and healthy(node, now)
+        if unchanged and now - rollout.reboot_sent_at >= RESEND_REBOOT_AFTER:
+            _move(rollout, reboot_sent_at=now)  # the request may have died with a worker: ask again
+            return lambda: send_reboot(node.pk)
+        return None
+    status = node_status(node, now, cluster.drain_time, has_vs)
+    back = status == Status.UP if serving(node, has_vs) else healthy(node, now)
+    if back:
+        events.record(f"Rolling reboot: Node {node.number} runs version {rollout.version}", node=node)
+        _move(rollout, step=Rollout.Step.NONE)
+    elif now - rollout.step_at > timeout:
+        return _halt(rollout, node, f"it runs version {rollout.version} but is {status.label}, not back in rotation")
+    return None
+
+
+def _halt(rollout, node, why):
+    message = f"Rolling reboot halted at Node {node.number}: {why}. Resume it or cancel it."
+    _move(rollout, state=Rollout.State.HALTED, message=message)
+    events.warning(message, node=node)
+    return None
+
+
+# --- what the pages show -----------------------------------------------------------
+
+
+def panel():
+    """The update under way (or the last one) for Cluster Control."""
+    rollout = Rollout.objects.first()
+    if rollout is None:
+        return {}
+    now = timezone.now()
+    quiet = rollout.state == Rollout.State.ROLLING and rollout.touched_at and now - rollout.touched_at > QUIET_AFTER
+    return {
+        "rollout": rollout,
+        "rollout_nodes": list(rollout.nodes.select_related("node")),
+        "rollout_stalled": quiet,
+        "reboot_open": rollout.state in (Rollout.State.INSTALLED, Rollout.State.HALTED),
+    }

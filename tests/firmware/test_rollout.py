@@ -1,0 +1,321 @@
+"""A software update of a 4-node cluster of real units: send, verify, install, reboot, rolling reboot."""
+
+import hashlib
+import re
+import time
+from datetime import timedelta
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+from django.utils import timezone
+
+from cluster.models import Cluster, ConfigGeneration, Event, Node
+from cluster.status import Status
+from cluster.views import node_rows
+from firmware import patch
+from firmware.models import Rollout, RolloutNode
+from nodes.harness import BASE_DIR
+from tests.cluster.conftest import add_enabled, cluster_on_node1, unit_state, with_virtual_service  # noqa: F401
+from tests.conftest import wait_until
+
+pytestmark = pytest.mark.usefixtures("cluster_on_node1")
+
+NEW = "1.1.0"
+
+
+@pytest.fixture
+def key(settings):
+    private = patch.new_private_key()
+    settings.FIRMWARE_TRUSTED_KEYS = [patch.public_key_text(private)]
+    return private
+
+
+def build(tmp_path, key, version=NEW, edit=None):
+    """A patch carrying this product's agent at another version (``edit`` changes its source further)."""
+    payload = tmp_path / f"payload-{version}"
+    (payload / "nodes").mkdir(parents=True, exist_ok=True)
+    source = (BASE_DIR / "nodes" / "agent.py").read_text().replace('VERSION = "1.0.0"', f'VERSION = "{version}"')
+    (payload / "nodes" / "agent.py").write_text(edit(source) if edit else source)
+    path = tmp_path / f"flotilla-{version}.patch"
+    patch.build(path, payload, version, key)
+    return path
+
+
+@pytest.fixture
+def four(admin_client, units):
+    """Node 1 the admin, nodes 2-4 enabled and Up, one Virtual Service."""
+    with_virtual_service()
+    for n in (2, 3, 4):
+        add_enabled(admin_client, units.node(n))
+    for n in (2, 3, 4):
+        wait_until(lambda n=n: unit_state(units.node(n), "traffic.json").get("accepting") is True, 15)
+    all_up()
+    return units
+
+
+def all_up():
+    """Every node Up (the clock past the warm-up; a health round may write an older fact back once)."""
+
+    def up():
+        warm_up_all()
+        _, rows, _ = node_rows()
+        return all(r["status"] in (Status.UP, Status.ADMIN) and healthy(r["node"]) for r in rows)
+
+    wait_until(up, 15, message=lambda: str([(r["node"].number, r["status"]) for r in node_rows()[1]]))
+
+
+def healthy(node):
+    return not node.failures and node.last_ok_at and timezone.now() - node.last_ok_at < timedelta(seconds=3)
+
+
+def warm_up_all():
+    """The clock moves on past the 30 s warm-up for every node healthy now (as test_control does)."""
+    past = timezone.now() - timedelta(seconds=31)
+    Node.objects.filter(healthy_since__gt=past).update(healthy_since=past)
+
+
+def said(response):
+    """The page's messages, for an assertion's explanation."""
+    return re.findall(r'class="message[^"]*"[^>]*>([^<]*)<', response.content.decode())
+
+
+def install(client, path):
+    response = client.post(
+        reverse("update_software"), {"patch": SimpleUploadedFile(path.name, path.read_bytes()), "action": "upload"}
+    )
+    assert "transferred and validated" in response.content.decode(), response.content.decode()[-2000:]
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    response = client.post(reverse("update_software"), {"action": "install", "patch": digest})
+    assert response.status_code == 302, re.findall(r'role="alert">([^<]*)<', response.content.decode())
+    return response
+
+
+def settled_rollout(timeout=60):
+    return wait_until(
+        lambda: Rollout.objects.exclude(state=Rollout.State.SENDING).first(),
+        timeout,
+        message=lambda: str(list(RolloutNode.objects.values("node__number", "state", "sent", "message"))),
+    )
+
+
+def version_of(number):
+    node = Node.objects.get(number=number)
+    return node.version if healthy(node) else None
+
+
+def reboot(client, number):
+    node = Node.objects.get(number=number)
+    return client.post(reverse("node_action", args=[node.pk, "reboot"]), follow=True)
+
+
+def test_an_update_is_installed_everywhere_then_each_node_rebooted_the_admin_node_last(
+    admin_client, four, key, tmp_path
+):
+    response = install(admin_client, build(tmp_path, key))
+    assert response.status_code == 302 and response.url == reverse("cluster_control")
+    update = settled_rollout()
+    assert update.state == Rollout.State.INSTALLED, update.message
+    assert (
+        "The new software (version 1.1.0) has been installed"
+        in admin_client.get(reverse("cluster_control")).content.decode()
+    )
+    for n in (1, 2, 3, 4):
+        assert unit_state(four.node(n), "slots.json")["pending_version"] == NEW
+        assert version_of(n) == "1.0.0"  # nothing runs it before its reboot
+
+    page = admin_client.get(reverse("cluster_control")).content.decode()
+    assert page.count(">Reboot</button>") == 4
+
+    refused = reboot(admin_client, 1)
+    assert refused.status_code == 400
+    assert "Node 1 is the admin node: it is rebooted last, once every other node runs version 1.1.0" in (
+        refused.content.decode()
+    )
+    assert unit_state(four.node(1), "slots.json")["pending_version"] == NEW
+
+    for n in (2, 3, 4, 1):
+        done = reboot(admin_client, n)
+        assert f"Node {n} is rebooting to run the new software" in done.content.decode()
+        wait_until(
+            lambda n=n: version_of(n) == NEW,
+            30,
+            message=lambda: str(Node.objects.values("number", "version", "last_error")),
+        )
+        four.node(n).settle()
+    assert wait_until(lambda: Rollout.objects.get().state == Rollout.State.DONE, 10)
+    assert Event.objects.filter(message="Software update complete: every node runs version 1.1.0").exists()
+    assert Event.objects.filter(message__startswith="Node 2 now dead").exists()  # it really went down
+
+
+def test_a_node_that_fails_to_verify_is_reported_and_no_other_node_is_changed(admin_client, four, key, tmp_path):
+    # Node 3's disk cannot take the patch: it cannot unpack it, so it refuses it.
+    (four.node(3).home / "slots").mkdir(exist_ok=True)
+    (four.node(3).home / "slots" / ".staged").write_text("not a directory")
+    (four.node(3).home / "slots").chmod(0o500)
+    try:
+        install(admin_client, build(tmp_path, key))
+        update = settled_rollout()
+    finally:
+        (four.node(3).home / "slots").chmod(0o755)
+    assert update.state == Rollout.State.FAILED
+    assert "The software update to version 1.1.0 was refused (Node 3:" in update.message
+    assert update.message.endswith("No node was changed.")
+    states = dict(update.nodes.values_list("node__number", "state"))
+    assert states == {1: "discarded", 2: "discarded", 3: "failed", 4: "discarded"}
+    for n in (1, 2, 4):
+        assert "pending" not in unit_state(four.node(n), "slots.json")
+        assert not (four.node(n).home / "slots" / ".staged").exists()
+    # A refused update holds nothing up: another can be uploaded.
+    assert Rollout.active() is None
+
+
+def roll(client, four, check=None, timeout=120):
+    """Let the rolling reboot run to its end, moving the clock past each node's warm-up."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        update = Rollout.objects.get()
+        if update.state != Rollout.State.ROLLING:
+            return update
+        if update.step == Rollout.Step.WARMING:
+            warm_up_all()
+        if check:
+            check()
+        time.sleep(0.05)
+    raise AssertionError(f"the rolling reboot did not end within {timeout} s: {Rollout.objects.values().get()}")
+
+
+def at_most_one_out():
+    out = [
+        n.number
+        for n in Node.objects.filter(enabled=True, is_admin=False)
+        if n.maintenance_since or not n.accepting or not healthy(n)
+    ]
+    assert len(out) <= 1, f"more than one node out of rotation at once: {out}"
+
+
+def reboot_order():
+    return [
+        e.node_number for e in Event.objects.filter(message__contains="reboots to run version").order_by("time", "id")
+    ]
+
+
+def test_a_rolling_reboot_drains_and_reboots_one_node_at_a_time_the_admin_last(admin_client, four, key, tmp_path):
+    Cluster.objects.update(drain_time=1)
+    install(admin_client, build(tmp_path, key))
+    assert settled_rollout().state == Rollout.State.INSTALLED
+    all_up()
+    response = admin_client.post(reverse("rollout_action", args=["rolling"]), follow=True)
+    assert "Rolling reboot started: one node at a time, the admin node last." in said(response), said(response)
+    update = roll(admin_client, four, check=at_most_one_out)
+    assert update.state == Rollout.State.DONE, update.message
+    assert reboot_order() == [2, 3, 4, 1]
+    assert all(n.version == NEW for n in Node.objects.all())
+    assert not Node.objects.exclude(maintenance_since=None).exists()
+    assert Event.objects.filter(message="Rolling reboot: Node 2 drains for 1 s, then reboots").exists()
+
+
+def test_a_rolling_reboot_is_refused_while_a_node_is_not_up(admin_client, four, key, tmp_path):
+    install(admin_client, build(tmp_path, key))
+    assert settled_rollout().state == Rollout.State.INSTALLED
+    booted = Node.objects.get(number=3).booted_at
+    four.node(3).restart()  # back, but within its warm-up: Starting
+    wait_until(lambda: (n := Node.objects.get(number=3)).booted_at != booted and healthy(n), 15)
+    response = admin_client.post(reverse("rollout_action", args=["rolling"]))
+    assert response.status_code == 400
+    assert "Node 3 is Starting: a rolling reboot takes one node out at a time" in " ".join(said(response))
+    assert Rollout.objects.get().state == Rollout.State.INSTALLED
+
+
+def test_a_rolling_reboot_halts_on_a_node_that_does_not_come_back_and_can_be_cancelled(
+    admin_client, four, key, tmp_path, settings
+):
+    settings.ROLLOUT_NODE_TIMEOUT = 4
+    Cluster.objects.update(drain_time=1)
+
+    def broken(source):  # this build cannot answer a health check
+        return source.replace("def status():\n", 'def status():\n    raise AgentError("this build is broken")\n', 1)
+
+    install(admin_client, build(tmp_path, key, edit=broken))
+    assert settled_rollout().state == Rollout.State.INSTALLED
+    all_up()
+    admin_client.post(reverse("rollout_action", args=["rolling"]))
+    update = roll(admin_client, four, timeout=60)
+    assert update.state == Rollout.State.HALTED
+    assert update.message.startswith("Rolling reboot halted at Node 2: it did not come back within 4 s of its reboot")
+    assert "this build is broken" in update.message
+    # The rest of the cluster keeps serving: nothing else was taken out.
+    for n in (3, 4):
+        node = Node.objects.get(number=n)
+        assert node.version == "1.0.0" and node.accepting and healthy(node) and not node.maintenance_since
+    assert reboot_order() == [2]
+    page = admin_client.get(reverse("cluster_control")).content.decode()
+    assert "Rolling reboot halted at Node 2" in page and ">Resume</button>" in page
+
+    response = admin_client.post(reverse("rollout_action", args=["cancel"]), follow=True)
+    assert "Rolling reboot cancelled: no further node is taken out." in response.content.decode()
+    update.refresh_from_db()
+    assert update.state == Rollout.State.INSTALLED
+    assert not Node.objects.exclude(maintenance_since=None).exists()
+    time.sleep(1.5)
+    assert reboot_order() == [2]
+
+
+def test_a_worker_killed_mid_rollout_is_shown_interrupted_and_the_next_worker_finishes_it(
+    admin_client, four, key, tmp_path, celery_worker
+):
+    Cluster.objects.update(drain_time=1)
+    install(admin_client, build(tmp_path, key))
+    assert settled_rollout().state == Rollout.State.INSTALLED
+    all_up()
+    admin_client.post(reverse("rollout_action", args=["rolling"]))
+    wait_until(lambda: 3 in reboot_order(), 60, message=lambda: str(Rollout.objects.values().get()))
+    celery_worker.kill()
+    try:
+        page = wait_until(
+            lambda: (
+                (html := admin_client.get(reverse("cluster_control")).content.decode())
+                and "Interrupted" in html
+                and html
+            ),
+            15,
+        )
+        assert "Rolling reboot: Node 3:" in page
+        assert Rollout.objects.get().state == Rollout.State.ROLLING
+    finally:
+        celery_worker.start()
+    update = roll(admin_client, four)
+    assert update.state == Rollout.State.DONE, update.message
+    assert reboot_order() == [2, 3, 4, 1]
+    for n in (1, 2, 3, 4):
+        log = (four.node(n).home / "node.log").read_text()
+        assert log.count(f"Activated version {NEW}") == 1, log  # each node rebooted onto it exactly once
+
+
+def test_a_node_waits_for_the_update_before_it_takes_a_configuration_it_cannot_read(admin_client, four, key, tmp_path):
+    """Mixed versions: a newer configuration schema goes only to the nodes whose software understands it."""
+
+    def schema_2(source):
+        return source.replace("SCHEMAS = (1,)", "SCHEMAS = (1, 2)", 1)
+
+    install(admin_client, build(tmp_path, key, edit=schema_2))
+    assert settled_rollout().state == Rollout.State.INSTALLED
+    reboot(admin_client, 2)
+    wait_until(lambda: version_of(2) == NEW, 30)
+    wait_until(lambda: Node.objects.get(number=2).schemas == [1, 2], 10)
+    latest = ConfigGeneration.objects.order_by("-number").first()
+    document = {**latest.document, "schema": 2}
+    newer = ConfigGeneration.objects.create(
+        number=latest.number + 1, sha256=hashlib.sha256(_canonical(document)).hexdigest(), document=document
+    )
+    wait_until(lambda: Node.objects.get(number=2).applied_generation == newer.number, 15)
+    wait_until(lambda: "waiting for the software update" in Node.objects.get(number=3).config_error, 15)
+    page = admin_client.get(reverse("cluster_control")).content.decode()
+    assert page.count("Waiting for the software update</strong>") == 3  # nodes 1, 3 and 4
+    assert unit_state(four.node(3), "config.json")["generation"] == latest.number  # never sent what it cannot read
+
+
+def _canonical(document):
+    from cluster.config import canonical
+
+    return canonical(document)
