@@ -39,3 +39,10 @@ def push_config():
 @shared_task
 def resync_node(node_id):
     config.push(list(Node.objects.filter(pk=node_id)), force=True)
+
+
+@shared_task
+def scheduled_backup():
+    from cluster import backup
+
+    backup.save_scheduled()

@@ -3,6 +3,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from cluster import backup_views
 from cluster import views as cluster_views
 from nodes import views
 from wui import views as wui_views
@@ -21,6 +22,8 @@ urlpatterns = [
     path("reboot/", views.reboot, name="reboot"),
     path("system-logs/", views.system_logs, name="system_logs"),
     path("network-setup/", include("nodes.network_urls")),
+    path("backup-restore/", views.backup_restore, name="backup_restore"),
+    path("backup-restore/saved/<str:name>", backup_views.saved_backup, name="saved_backup"),
 ]
 urlpatterns += [
     path(f"{name.replace('_', '-')}/", views.not_built, {"page": name}, name=name) for name in views.PLANNED

@@ -3,6 +3,7 @@
 import json
 from datetime import UTC, datetime
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.http import JsonResponse
@@ -10,7 +11,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from cluster import events, membership, ssh
+from cluster import backup_views, events, membership, ssh
 from cluster.forms import SharedAddressForm
 from cluster.models import Cluster
 from nodes import agent
@@ -18,7 +19,6 @@ from nodes.local import own_address, unit_mode
 
 PLANNED = {
     "virtual_services": "Virtual Services",
-    "backup_restore": "Backup/Restore",
     "update_software": "Update Software",
 }
 MAX_JOIN_BODY = 8192
@@ -30,6 +30,17 @@ def home(request):
 
 def not_built(request, page):
     return render(request, "wui/not_built.html", {"title": PLANNED[page]}, status=501)
+
+
+@csrf_exempt  # backup_views sets the upload handlers first, then checks CSRF itself
+def backup_restore(request):
+    """A standalone unit backs up and restores its own configuration; a member's is the cluster's."""
+    mode = unit_mode()
+    if mode != "standalone":
+        shared = agent.membership().get("shared_address")
+        url = f"http://{shared}:{settings.NODE_WUI_PORT}/backup-restore/" if shared else None
+        return render(request, "cluster/backup_restore.html", {"not_offered": mode, "shared_url": url}, status=403)
+    return backup_views.backup_restore(request)
 
 
 def cluster_control(request):

@@ -5,10 +5,6 @@ from django.views.decorators.http import require_GET
 
 from cluster.models import Cluster, Node, VirtualService
 
-PLANNED = {
-    "backup_restore": "Backup/Restore",
-}
-
 
 def home(request):
     return render(
@@ -20,11 +16,6 @@ def home(request):
             "vs_count": VirtualService.objects.count(),
         },
     )
-
-
-def not_built(request, page):
-    """A page of the menu that is planned but not built yet: say so plainly."""
-    return render(request, "wui/not_built.html", {"title": PLANNED[page]}, status=501)
 
 
 @login_not_required

@@ -88,9 +88,3 @@ def test_repeated_wrong_passwords_lock_the_user_out(client, admin_user):
     assert response.status_code == 429
     assert "Too many failed logins" in response.content.decode()
     assert "_auth_user_id" not in client.session
-
-
-@pytest.mark.django_db
-def test_pages_not_built_yet_say_so(admin_client):
-    response = admin_client.get(reverse("backup_restore"))
-    assert "not built yet" in response.content.decode()

@@ -1,0 +1,176 @@
+"""System Administration > Backup/Restore: download a backup, upload one to restore, automatic backups.
+
+The upload is streamed to disk as firmware/views.py does it, refused early when over
+BACKUP_MAX_BYTES, and read by cluster.backup.read(), which refuses a bad file before anything
+changes. A backup whose settings this unit cannot take as they are is kept aside (pending) until
+the operator chooses Refuse or Restore with the settings converted.
+"""
+
+import contextlib
+import os
+import tempfile
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import get_user_model, update_session_auth_hash
+from django.core.files.uploadedfile import TemporaryUploadedFile, UploadedFile
+from django.core.files.uploadhandler import FileUploadHandler, TemporaryFileUploadHandler
+from django.http import FileResponse, Http404, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
+from django.views.decorators.http import require_GET, require_http_methods
+
+from cluster import backup, events
+from firmware.patch import human_size
+from nodes import agent
+from nodes.local import unit_mode
+
+FORM_OVERHEAD = 64 * 1024  # the multipart boundaries and the small fields around the file
+
+
+class IncomingBackup(TemporaryUploadedFile):
+    """Made in VAR_DIR/backups/incoming: on the same file system as the pending backups (one rename)."""
+
+    def __init__(self, name, content_type, size, charset, content_type_extra=None):
+        incoming = backup.backup_dir() / "incoming"
+        incoming.mkdir(parents=True, exist_ok=True, mode=0o700)
+        file = tempfile.NamedTemporaryFile(prefix="upload-", suffix=".tar.gz", dir=incoming)
+        UploadedFile.__init__(self, file, name, content_type, size, charset, content_type_extra)
+
+
+class BackupUploadHandler(TemporaryFileUploadHandler):
+    """Streams the upload to disk whatever its size: it may hold password hashes, never kept in memory."""
+
+    def new_file(self, *args, **kwargs):
+        FileUploadHandler.new_file(self, *args, **kwargs)
+        self.file = IncomingBackup(self.file_name, self.content_type, 0, self.charset, self.content_type_extra)
+
+
+@csrf_exempt
+@require_http_methods(["GET", "POST"])
+def backup_restore(request):
+    """The upload handlers must be replaced before anything reads the body, and the CSRF check reads it:
+    so csrf_exempt here and csrf_protect inside (Django docs, "Modifying upload handlers on the fly")."""
+    if request.method == "POST":
+        request.upload_handlers = [BackupUploadHandler(request)]
+        if _content_length(request) > settings.BACKUP_MAX_BYTES + FORM_OVERHEAD:
+            size, limit = human_size(_content_length(request)), human_size(settings.BACKUP_MAX_BYTES)
+            error = f"The file is too large: the upload is {size}, over the {limit} limit for a backup."
+            return _page(request, status=413, error=f"{error} Nothing was changed.")
+    return _backup_restore(request)
+
+
+@csrf_protect
+def _backup_restore(request):
+    if request.method == "GET":
+        return _page(request)
+    actions = {"backup": _download, "restore": _upload, "convert": _convert, "refuse": _refuse}
+    action = actions.get(request.POST.get("action"))
+    if action is None:
+        return _page(request, status=400, error="Choose Create Backup File or Restore Configuration.")
+    return action(request)
+
+
+def _content_length(request):
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return 0
+
+
+def _download(request):
+    include_users = request.POST.get("include_users") == "1"
+    data = backup.build(include_users)
+    events.operator_action(request, "Backup downloaded" + (" (with users)" if include_users else ""))
+    response = HttpResponse(data, content_type="application/gzip")
+    response["Content-Disposition"] = f'attachment; filename="{backup.filename()}"'
+    return response
+
+
+def _upload(request):
+    upload = request.FILES.get("backup")
+    if upload is None:
+        return _page(request, status=400, error="Choose a backup file first.")
+    try:
+        found = backup.read(upload.temporary_file_path())
+    except backup.BackupError as e:
+        # The temporary file goes when the request ends.
+        return _refused(request, e)
+    report = backup.compatibility(found)
+    if not report.items:
+        return _restore(request, found, convert=False)
+    backup.forget_stale_pending()
+    token = found.header["sha256"]
+    path = backup.pending_path(token)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.replace(upload.temporary_file_path(), path)
+    return _page(request, report=report, backup=found, token=token)
+
+
+def _refused(request, error):
+    events.operator_action(request, f"Restore refused: {error}")
+    return _page(request, status=400, error=f"The backup was refused. {error}. Nothing was changed.")
+
+
+def _convert(request):
+    try:
+        path = backup.pending_path(request.POST.get("token"))
+        found = backup.read(path)
+    except (backup.BackupError, FileNotFoundError):
+        return _page(request, status=400, error="That uploaded backup is no longer here: upload it again.")
+    report = backup.compatibility(found)
+    if report.digest != request.POST.get("report"):
+        notice = "This unit's configuration changed since the report was shown: check the settings again."
+        return _page(request, status=409, report=report, backup=found, token=found.header["sha256"], notice=notice)
+    response = _restore(request, found, convert=True)
+    if response.status_code == 302:
+        path.unlink(missing_ok=True)
+    return response
+
+
+def _restore(request, found, convert):
+    try:
+        generation, report = backup.restore(found, user=request.user, request=request, convert=convert)
+    except backup.BackupError as e:
+        return _refused(request, e)
+    if request.user.get_username() in {u["username"] for u in report.content.get("users") or []}:
+        # The operator's own password hash may have been restored: stay logged in, as after a password change.
+        update_session_auth_hash(request, get_user_model().objects.get(pk=request.user.pk))
+    text = f"Configuration restored from the {found.origin} backup of {found.header['created']}"
+    text += f" ({len(report.items)} setting(s) converted)" if report.items else ""
+    text += f": now configuration generation {generation.number}."
+    if report.target == "cluster":
+        text += " The nodes are rebooted one at a time."
+    messages.success(request, text)
+    return redirect("backup_restore")
+
+
+def _refuse(request):
+    with contextlib.suppress(backup.BackupError):  # nothing pending is nothing to forget
+        backup.pending_path(request.POST.get("token")).unlink(missing_ok=True)
+    events.operator_action(request, "Restore refused: the backup's incompatible settings were not converted")
+    messages.success(request, "Restore refused: nothing was changed.")
+    return redirect("backup_restore")
+
+
+@require_GET
+def saved_backup(request, name):
+    member = settings.FLOTILLA_ROLE == "node" and unit_mode() != "standalone"
+    if member or not backup.SAVED_NAME.fullmatch(name) or not (backup.backup_dir() / name).is_file():
+        raise Http404("No such backup")
+    events.operator_action(request, f"Automatic backup {name} downloaded")
+    return FileResponse(open(backup.backup_dir() / name, "rb"), as_attachment=True, filename=name)
+
+
+def _page(request, status=200, **context):
+    context = {
+        "title": "Backup/Restore",
+        "origin": backup.local_origin(),
+        "running_version": agent.VERSION,
+        "max_bytes": settings.BACKUP_MAX_BYTES,
+        "saved": backup.saved_backups(),
+        "interval": settings.BACKUP_INTERVAL,
+        "keep": settings.BACKUP_KEEP,
+        **context,
+    }
+    return render(request, "cluster/backup_restore.html", context, status=status)
