@@ -474,6 +474,7 @@ def restore(backup, user=None, request=None, convert=False, target=None):
     backup with incompatible settings is refused.
     """
     report = compatibility(backup, target)
+    _check_no_update_under_way()
     if report.items and not convert:
         raise BackupError(f"The backup has {len(report.items)} setting(s) this unit cannot take as they are")
     if not report.convertible:
@@ -484,6 +485,14 @@ def restore(backup, user=None, request=None, convert=False, target=None):
     except DatabaseError as e:
         raise BackupError(f"The backup could not be applied ({e})") from e
     return generation, report
+
+
+def _check_no_update_under_way():
+    from firmware.models import Rollout
+
+    active = Rollout.active()
+    if active is not None and active.kind == Rollout.Kind.UPDATE:
+        raise BackupError(f"A restore cannot start now: {active.busy}")
 
 
 def _apply(backup, report, user, request):
@@ -507,7 +516,7 @@ def _apply(backup, report, user, request):
         local = content["local_network"]
         transaction.on_commit(lambda: agent.write_json(LOCAL_NETWORK, local))
     if report.target == "cluster":
-        transaction.on_commit(lambda: restart_nodes_one_at_a_time(user))
+        restart_nodes_one_at_a_time(user)
     return generation
 
 
@@ -581,10 +590,10 @@ def _record(backup, report, generation, users, user, request):
 
 
 def restart_nodes_one_at_a_time(user):
-    """After a restore every node reboots, never more than one out at a time (the rolling reboot replaces this)."""
-    Event.objects.create(
-        message="Restore: nodes are rebooted one at a time", user=user if user and user.is_authenticated else None
-    )
+    """The seed: "When restoring, the individual LoadMasters are rebooted, one at a time"."""
+    from firmware import rollout  # the rolling reboot of software updates, which imports this app
+
+    rollout.start_restore_reboots(user)
 
 
 # --- kept files: automatic backups and uploads awaiting the operator's choice ------------------

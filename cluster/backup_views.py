@@ -140,7 +140,7 @@ def _restore(request, found, convert):
     text += f" ({len(report.items)} setting(s) converted)" if report.items else ""
     text += f": now configuration generation {generation.number}."
     if report.target == "cluster":
-        text += " The nodes are rebooted one at a time."
+        text += " The nodes are rebooted one at a time: Cluster Control shows each one."
     messages.success(request, text)
     return redirect("backup_restore")
 

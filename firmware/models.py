@@ -9,6 +9,12 @@ from django.db import models
 
 
 class Rollout(models.Model):
+    """A software update, or the reboots after a restore: both take the nodes out one at a time."""
+
+    class Kind(models.TextChoices):
+        UPDATE = "update", "Software update"
+        RESTORE = "restore", "Reboots after a restore"
+
     class State(models.TextChoices):
         SENDING = "sending", "Sending to the nodes"
         FAILED = "failed", "Refused"
@@ -25,9 +31,10 @@ class Rollout(models.Model):
         REBOOTING = "rebooting", "Rebooting"
         WARMING = "warming", "Coming back"
 
-    sha256 = models.CharField(max_length=64)
-    name = models.CharField(max_length=64)
-    version = models.CharField(max_length=32)
+    kind = models.CharField(max_length=8, choices=Kind, default=Kind.UPDATE)
+    sha256 = models.CharField(max_length=64, blank=True)
+    name = models.CharField(max_length=64, blank=True)
+    version = models.CharField(max_length=32, blank=True)
     state = models.CharField(max_length=10, choices=State, default=State.SENDING)
     message = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -45,7 +52,27 @@ class Rollout(models.Model):
         ordering = ["-created_at", "-id"]
 
     def __str__(self):
-        return f"Update to {self.version} ({self.get_state_display()})"
+        return f"{self.title} ({self.get_state_display()})"
+
+    @property
+    def title(self):
+        if self.kind == self.Kind.RESTORE:
+            return "Restore: the nodes reboot one at a time"
+        return f"Software update to version {self.version}"
+
+    @property
+    def purpose(self):
+        """Why a node reboots, as the log says it."""
+        return (
+            "to take the restored configuration" if self.kind == self.Kind.RESTORE else f"to run version {self.version}"
+        )
+
+    @property
+    def busy(self):
+        """Why another update or restore cannot start now."""
+        if self.kind == self.Kind.RESTORE:
+            return "the nodes are still rebooting one at a time after a restore: wait for it or cancel it"
+        return f"another software update (version {self.version}) is in progress: finish or cancel it"
 
     @classmethod
     def active(cls):
@@ -60,6 +87,7 @@ class RolloutNode(models.Model):
         SENDING = "sending", "Sending"
         VERIFIED = "verified", "Verified"
         INSTALLED = "installed", "Installed"
+        REBOOTED = "rebooted", "Rebooted"
         FAILED = "failed", "Refused"
         DISCARDED = "discarded", "Not installed"
 

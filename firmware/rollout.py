@@ -98,7 +98,7 @@ def start(sha256, request):
     with transaction.atomic():
         Cluster.objects.select_for_update().filter(pk=1).first()  # one start at a time
         if (active := Rollout.active()) is not None:
-            raise Refused(f"another software update (version {active.version}) is in progress: finish or cancel it")
+            raise Refused(active.busy)
         _, nodes = preflight(now)
         rollout = Rollout.objects.create(
             sha256=sha256,
@@ -233,6 +233,8 @@ def reboot(node_pk, request):
     if node is None:
         raise Refused("that node is no longer in the cluster")
     rollout = Rollout.active()
+    if rollout is not None and rollout.kind == Rollout.Kind.RESTORE:
+        raise Refused(rollout.busy)
     if rollout is not None and rollout.state == Rollout.State.ROLLING:
         raise Refused("a rolling reboot is under way: cancel it first to reboot nodes one by one")
     if rollout is None or rollout.state not in (Rollout.State.INSTALLED, Rollout.State.HALTED):
@@ -277,7 +279,7 @@ def resume(request):
             raise Refused("there is no halted rolling reboot to resume")
         # The node it halted on gets a whole timeout again.
         _move(rollout, state=Rollout.State.ROLLING, step_at=now, reboot_sent_at=now, message="")
-        events.operator_action(request, f"Rolling reboot to version {rollout.version} resumed")
+        events.operator_action(request, f"Rolling reboot {rollout.purpose} resumed")
     return rollout
 
 
@@ -291,8 +293,13 @@ def cancel(request):
             raise Refused("there is no rolling reboot to cancel")
         if rollout.current_id:
             Node.objects.filter(pk=rollout.current_id).update(maintenance_since=None)
-        _move(rollout, state=Rollout.State.INSTALLED, step=Rollout.Step.NONE, current=None, message="")
-        events.operator_action(request, f"Rolling reboot to version {rollout.version} cancelled")
+        if rollout.kind == Rollout.Kind.RESTORE:
+            # The restored configuration is already in force: only the remaining reboots are dropped.
+            message = "Cancelled: the nodes not rebooted yet run the restored configuration without a reboot."
+            _move(rollout, state=Rollout.State.DONE, step=Rollout.Step.NONE, current=None, message=message)
+        else:
+            _move(rollout, state=Rollout.State.INSTALLED, step=Rollout.Step.NONE, current=None, message="")
+        events.operator_action(request, f"Rolling reboot {rollout.purpose} cancelled")
     return rollout
 
 
@@ -310,7 +317,7 @@ def advance(now):
     if rollout.state == Rollout.State.SENDING:
         return _resume_sending(rollout, now)
     nodes = list(Node.objects.filter(removing=False))
-    if nodes and all(n.version == rollout.version for n in nodes):
+    if nodes and next_node(rollout, nodes) is None:
         return _finish(rollout)
     if rollout.state != Rollout.State.ROLLING:
         return
@@ -334,17 +341,25 @@ def _resume_sending(rollout, now):
 
 
 def _finish(rollout):
+    if rollout.kind == Rollout.Kind.RESTORE:
+        message, line = "Every node has rebooted.", "Restore complete: every node has rebooted"
+    else:
+        message = f"Every node runs version {rollout.version}."
+        line = f"Software update complete: every node runs version {rollout.version}"
     if Rollout.objects.filter(pk=rollout.pk, state=rollout.state).update(
-        state=Rollout.State.DONE, step=Rollout.Step.NONE, message=f"Every node runs version {rollout.version}."
+        state=Rollout.State.DONE, step=Rollout.Step.NONE, message=message
     ):
         Node.objects.exclude(maintenance_since=None).update(maintenance_since=None)
-        events.record(f"Software update complete: every node runs version {rollout.version}")
+        events.record(line)
 
 
-def next_node(nodes, version):
-    """Non-admin nodes in order of their ID, the admin node last."""
+def next_node(rollout, nodes):
+    """The next node to reboot: non-admin nodes in order of their ID, the admin node last."""
+    rebooted = set(rollout.nodes.filter(state=RolloutNode.State.REBOOTED).values_list("node_id", flat=True))
     order = sorted(nodes, key=lambda n: (n.is_admin, n.number))
-    return next((n for n in order if n.version != version), None)
+    if rollout.kind == Rollout.Kind.RESTORE:
+        return next((n for n in order if n.pk not in rebooted), None)
+    return next((n for n in order if n.version != rollout.version), None)
 
 
 def _step(rollout, nodes, now):
@@ -353,7 +368,7 @@ def _step(rollout, nodes, now):
     has_vs = VirtualService.objects.exists()
     node = nodes.get(rollout.current_id)
     if rollout.step == Rollout.Step.NONE or node is None:
-        node = next_node(nodes.values(), rollout.version)
+        node = next_node(rollout, nodes.values())
         if node is None:
             return None
         Node.objects.filter(pk=node.pk).update(maintenance_since=now)
@@ -367,11 +382,11 @@ def _step(rollout, nodes, now):
         if now - rollout.step_at < drain:
             return None
         _move(rollout, step=Rollout.Step.REBOOTING, step_at=now, reboot_sent_at=now, booted_before=node.booted_at)
-        events.record(f"Rolling reboot: Node {node.number} reboots to run version {rollout.version}", node=node)
+        events.record(f"Rolling reboot: Node {node.number} reboots {rollout.purpose}", node=node)
         return lambda: send_reboot(node.pk)
     if rollout.step == Rollout.Step.REBOOTING:
         if node.booted_at != rollout.booted_before and healthy(node, now):
-            if node.version != rollout.version:
+            if rollout.kind == Rollout.Kind.UPDATE and node.version != rollout.version:
                 return _halt(rollout, node, f"it came back on version {node.version}, not {rollout.version}")
             Node.objects.filter(pk=node.pk).update(maintenance_since=None)
             _move(rollout, step=Rollout.Step.WARMING, step_at=now)
@@ -388,10 +403,11 @@ def _step(rollout, nodes, now):
     status = node_status(node, now, cluster.drain_time, has_vs)
     back = status == Status.UP if serving(node, has_vs) else healthy(node, now)
     if back:
-        events.record(f"Rolling reboot: Node {node.number} runs version {rollout.version}", node=node)
+        RolloutNode.objects.filter(rollout=rollout, node=node).update(state=RolloutNode.State.REBOOTED)
+        events.record(f"Rolling reboot: Node {node.number} is back {rollout.purpose.removeprefix('to ')}", node=node)
         _move(rollout, step=Rollout.Step.NONE)
     elif now - rollout.step_at > timeout:
-        return _halt(rollout, node, f"it runs version {rollout.version} but is {status.label}, not back in rotation")
+        return _halt(rollout, node, f"it is back but {status.label}, not in rotation")
     return None
 
 
@@ -400,6 +416,27 @@ def _halt(rollout, node, why):
     _move(rollout, state=Rollout.State.HALTED, message=message)
     events.warning(message, node=node)
     return None
+
+
+def start_restore_reboots(user):
+    """Called inside a restore's transaction: the restore and its reboots commit together or not at all."""
+    now = timezone.now()
+    for earlier in Rollout.objects.select_for_update().filter(kind=Rollout.Kind.RESTORE, state__in=Rollout.ACTIVE):
+        _move(earlier, state=Rollout.State.DONE, step=Rollout.Step.NONE, message="Superseded by a later restore.")
+    Node.objects.exclude(maintenance_since=None).update(maintenance_since=None)
+    rollout = Rollout.objects.create(
+        kind=Rollout.Kind.RESTORE,
+        state=Rollout.State.ROLLING,
+        created_by=user if user and user.is_authenticated else None,
+        touched_at=now,
+        node_timeout=settings.ROLLOUT_NODE_TIMEOUT,
+    )
+    nodes = Node.objects.filter(removing=False)
+    RolloutNode.objects.bulk_create(
+        RolloutNode(rollout=rollout, node=n, state=RolloutNode.State.INSTALLED) for n in nodes
+    )
+    events.record("Restore: the nodes reboot one at a time, the admin node last")
+    return rollout
 
 
 # --- what the pages show -----------------------------------------------------------

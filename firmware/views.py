@@ -94,7 +94,7 @@ def _receive(request):
     upload = request.FILES.get("patch")
     if (active := Rollout.active()) is not None:
         # The temporary file goes when the request ends.
-        error = f"Another software update (version {active.version}) is in progress: finish or cancel it first."
+        error = f"The software update was refused: {active.busy}."
         return _page(request, status=409, error=error)
     if upload is None:
         return _page(request, status=400, error="Choose a software update file first.")

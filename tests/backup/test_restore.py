@@ -7,6 +7,7 @@ from django.urls import reverse
 
 from cluster import backup, config, tasks
 from cluster.models import ConfigGeneration, Event, Interface, Node, NodeInterface, RealServer, VirtualService
+from firmware.models import Rollout
 from tests.backup.conftest import download, host_key, rendered, restored_events, text_of, unpack, upload
 
 
@@ -55,7 +56,9 @@ def test_round_trip_gives_back_the_rendered_configuration_byte_for_byte(
     assert ConfigGeneration.objects.count() == generations + 1
     assert config.canonical(newest.document) == before
     assert restored_events() == 1
-    assert Event.objects.filter(message="Restore: nodes are rebooted one at a time").count() == 1
+    assert Event.objects.filter(message="Restore: the nodes reboot one at a time, the admin node last").count() == 1
+    reboots = Rollout.objects.get()
+    assert (reboots.kind, reboots.state, reboots.nodes.count()) == ("restore", "rolling", Node.objects.count())
     page = text_of(admin_client.get(reverse("backup_restore")))
     assert f"now configuration generation {newest.number}" in page
     assert "The nodes are rebooted one at a time" in page

@@ -10,25 +10,20 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from django.utils import timezone
 
+from cluster import config
 from cluster.models import Cluster, ConfigGeneration, Event, Node
 from cluster.status import Status
 from cluster.views import node_rows
 from firmware import patch
 from firmware.models import Rollout, RolloutNode
 from nodes.harness import BASE_DIR
+from tests.backup.conftest import download, upload
 from tests.cluster.conftest import add_enabled, cluster_on_node1, unit_state, with_virtual_service  # noqa: F401
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.usefixtures("cluster_on_node1")
 
 NEW = "1.1.0"
-
-
-@pytest.fixture
-def key(settings):
-    private = patch.new_private_key()
-    settings.FIRMWARE_TRUSTED_KEYS = [patch.public_key_text(private)]
-    return private
 
 
 def build(tmp_path, key, version=NEW, edit=None):
@@ -306,7 +301,7 @@ def test_a_node_waits_for_the_update_before_it_takes_a_configuration_it_cannot_r
     latest = ConfigGeneration.objects.order_by("-number").first()
     document = {**latest.document, "schema": 2}
     newer = ConfigGeneration.objects.create(
-        number=latest.number + 1, sha256=hashlib.sha256(_canonical(document)).hexdigest(), document=document
+        number=latest.number + 1, sha256=hashlib.sha256(config.canonical(document)).hexdigest(), document=document
     )
     wait_until(lambda: Node.objects.get(number=2).applied_generation == newer.number, 15)
     wait_until(lambda: "waiting for the software update" in Node.objects.get(number=3).config_error, 15)
@@ -315,7 +310,21 @@ def test_a_node_waits_for_the_update_before_it_takes_a_configuration_it_cannot_r
     assert unit_state(four.node(3), "config.json")["generation"] == latest.number  # never sent what it cannot read
 
 
-def _canonical(document):
-    from cluster.config import canonical
-
-    return canonical(document)
+def test_a_restore_reboots_the_nodes_one_at_a_time_the_admin_last(admin_client, four):
+    Cluster.objects.update(drain_time=1)
+    saved = download(admin_client)
+    Cluster.objects.update(virtual_id=7)
+    config.commit_generation()
+    all_up()
+    response = upload(admin_client, saved)
+    assert response.status_code == 302, said(response)
+    update = roll(admin_client, four, check=at_most_one_out)
+    assert update.state == Rollout.State.DONE, update.message
+    restores = [
+        e.node_number
+        for e in Event.objects.filter(message__contains="reboots to take the restored configuration").order_by("id")
+    ]
+    assert restores == [2, 3, 4, 1]
+    assert Event.objects.filter(message="Restore complete: every node has rebooted").exists()
+    for n in (1, 2, 3, 4):
+        assert unit_state(four.node(n), "config.json")["config"]["cluster"]["virtual_id"] == 1

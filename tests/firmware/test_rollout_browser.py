@@ -8,7 +8,7 @@ from playwright.sync_api import expect
 
 from tests.cluster.conftest import add_enabled, cluster_on_node1, with_virtual_service  # noqa: F401
 from tests.conftest import ADMIN_PASSWORD
-from tests.firmware.test_rollout import build, key  # noqa: F401
+from tests.firmware.test_rollout import build
 
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("cluster_on_node1")]
 
@@ -23,7 +23,7 @@ def test_an_operator_uploads_installs_and_reboots_the_nodes_admin_last(
     admin_client,
     units,
     key,
-    tmp_path,  # noqa: F811
+    tmp_path,
 ):
     with_virtual_service()
     add_enabled(admin_client, units.node(2))

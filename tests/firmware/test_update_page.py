@@ -165,7 +165,10 @@ def test_an_upload_while_another_update_is_in_progress_is_refused(admin_client, 
     before = kept(var_dir)
     response = upload(admin_client, build(tmp_path, key, version="1.2.0", name="flotilla-1.2.0.patch"))
     assert response.status_code == 409
-    assert "Another software update (version 1.1.0) is in progress: finish or cancel it first." in text_of(response)
+    assert (
+        "The software update was refused: another software update (version 1.1.0) is in progress: finish or cancel it."
+        in text_of(response)
+    )
     assert kept(var_dir) == before
     second = install(admin_client, sha256_of(good))
     assert "another software update (version 1.1.0) is in progress" in text_of(second)
