@@ -448,10 +448,15 @@ def panel():
     if rollout is None:
         return {}
     now = timezone.now()
+    update = rollout.kind == Rollout.Kind.UPDATE
     quiet = rollout.state == Rollout.State.ROLLING and rollout.touched_at and now - rollout.touched_at > QUIET_AFTER
     return {
         "rollout": rollout,
         "rollout_nodes": list(rollout.nodes.select_related("node")),
         "rollout_stalled": quiet,
-        "reboot_open": rollout.state in (Rollout.State.INSTALLED, Rollout.State.HALTED),
+        "reboot_open": update and rollout.state in (Rollout.State.INSTALLED, Rollout.State.HALTED),
+        # What the nodes not rebooted yet will run once they are.
+        "pending_version": update
+        and rollout.state in (Rollout.State.INSTALLED, Rollout.State.ROLLING, Rollout.State.HALTED)
+        and rollout.version,
     }

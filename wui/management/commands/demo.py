@@ -1,15 +1,21 @@
 """`make demo`: a local cluster of real sshd nodes, its control plane on the shared address."""
 
 import secrets
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import closing
+from pathlib import Path
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from firmware import patch
+from firmware.management.commands.build_firmware import stamped_agent
 from nodes.harness import BASE_DIR, Cluster
 
 
@@ -22,8 +28,13 @@ class Command(BaseCommand):
 
     def handle(self, nodes, bare, **options):
         password = secrets.token_urlsafe(12)
+        trusted, sample = self._sample_update()
         cluster = Cluster(
-            size=nodes, prefix="127.0.10", web=True, fresh=True, wui_env={"FLOTILLA_ADMIN_PASSWORD": password}
+            size=nodes,
+            prefix="127.0.10",
+            web=True,
+            fresh=True,
+            wui_env={"FLOTILLA_ADMIN_PASSWORD": password, "FIRMWARE_TRUSTED_KEYS": trusted},
         )
         self.stdout.write(f"Starting {nodes} units on {cluster.prefix}.1-{nodes} ...")
         cluster.start()
@@ -37,6 +48,7 @@ class Command(BaseCommand):
                 self.stdout.write("Create the cluster on a unit: HA and Clustering > Clustering > Cluster Control.")
             self.stdout.write(f"Shared WUI: {cluster.shared_url}/")
             self.stdout.write(f"Login: admin / {password}")
+            self.stdout.write(f"A software update to try (Update Software): {sample}")
             self.stdout.write("Press Ctrl-C to stop everything.")
             self.stdout.flush()
             while True:
@@ -45,6 +57,16 @@ class Command(BaseCommand):
             self.stdout.write("Stopping ...")
         finally:
             cluster.stop()
+
+    def _sample_update(self):
+        """A patch to version 1.1.0 signed by a key made for this demo, which its units trust."""
+        key = patch.new_private_key()
+        out = settings.VAR_DIR / "flotilla-1.1.0.patch"
+        with tempfile.TemporaryDirectory() as stamp, tempfile.TemporaryDirectory() as payload:
+            (Path(payload) / "nodes").mkdir()
+            shutil.copy(stamped_agent("1.1.0", Path(stamp)), Path(payload) / "nodes" / "agent.py")
+            patch.build(out, Path(payload), "1.1.0", key)
+        return patch.public_key_text(key), out
 
     def _create_cluster(self, cluster):
         """Node 1 creates the cluster; nodes 2.. offer to join and are added and enabled."""
