@@ -1,6 +1,6 @@
 """System Administration > Backup/Restore: download a backup, upload one to restore, automatic backups.
 
-The upload is streamed to disk as firmware/views.py does it, refused early when over
+The upload is streamed to disk (wui.uploads), refused early when over
 BACKUP_MAX_BYTES, and read by cluster.backup.read(), which refuses a bad file before anything
 changes. A backup whose settings this unit cannot take as they are is kept aside (pending) until
 the operator chooses Refuse or Restore with the settings converted.
@@ -8,60 +8,31 @@ the operator chooses Refuse or Restore with the settings converted.
 
 import contextlib
 import os
-import tempfile
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model, update_session_auth_hash
-from django.core.files.uploadedfile import TemporaryUploadedFile, UploadedFile
-from django.core.files.uploadhandler import FileUploadHandler, TemporaryFileUploadHandler
 from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods
 
 from cluster import backup, events
 from firmware.patch import human_size
 from nodes import agent
 from nodes.local import unit_mode
-
-FORM_OVERHEAD = 64 * 1024  # the multipart boundaries and the small fields around the file
-
-
-class IncomingBackup(TemporaryUploadedFile):
-    """Made in VAR_DIR/backups/incoming: on the same file system as the pending backups (one rename)."""
-
-    def __init__(self, name, content_type, size, charset, content_type_extra=None):
-        incoming = backup.backup_dir() / "incoming"
-        incoming.mkdir(parents=True, exist_ok=True, mode=0o700)
-        file = tempfile.NamedTemporaryFile(prefix="upload-", suffix=".tar.gz", dir=incoming)
-        UploadedFile.__init__(self, file, name, content_type, size, charset, content_type_extra)
+from wui.uploads import streamed_upload
 
 
-class BackupUploadHandler(TemporaryFileUploadHandler):
-    """Streams the upload to disk whatever its size: it may hold password hashes, never kept in memory."""
-
-    def new_file(self, *args, **kwargs):
-        FileUploadHandler.new_file(self, *args, **kwargs)
-        self.file = IncomingBackup(self.file_name, self.content_type, 0, self.charset, self.content_type_extra)
+def _too_large(request, size):
+    size, limit = human_size(size), human_size(settings.BACKUP_MAX_BYTES)
+    error = f"The file is too large: the upload is {size}, over the {limit} limit for a backup."
+    return _page(request, status=413, error=f"{error} Nothing was changed.")
 
 
-@csrf_exempt
 @require_http_methods(["GET", "POST"])
+@streamed_upload(lambda: backup.backup_dir() / "incoming", ".tar.gz", lambda: settings.BACKUP_MAX_BYTES, _too_large)
 def backup_restore(request):
-    """The upload handlers must be replaced before anything reads the body, and the CSRF check reads it:
-    so csrf_exempt here and csrf_protect inside (Django docs, "Modifying upload handlers on the fly")."""
-    if request.method == "POST":
-        request.upload_handlers = [BackupUploadHandler(request)]
-        if _content_length(request) > settings.BACKUP_MAX_BYTES + FORM_OVERHEAD:
-            size, limit = human_size(_content_length(request)), human_size(settings.BACKUP_MAX_BYTES)
-            error = f"The file is too large: the upload is {size}, over the {limit} limit for a backup."
-            return _page(request, status=413, error=f"{error} Nothing was changed.")
-    return _backup_restore(request)
-
-
-@csrf_protect
-def _backup_restore(request):
+    """Backups may hold password hashes: streamed to a 0700 directory, never held in memory."""
     if request.method == "GET":
         return _page(request)
     actions = {"backup": _download, "restore": _upload, "convert": _convert, "refuse": _refuse}
@@ -69,13 +40,6 @@ def _backup_restore(request):
     if action is None:
         return _page(request, status=400, error="Choose Create Backup File or Restore Configuration.")
     return action(request)
-
-
-def _content_length(request):
-    try:
-        return int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        return 0
 
 
 def _download(request):

@@ -5,60 +5,29 @@ memory, and is kept only if firmware.patch.verify() accepts it.
 """
 
 import os
-import tempfile
 from dataclasses import replace
 
 from django.conf import settings
 from django.contrib import messages
-from django.core.files.uploadedfile import TemporaryUploadedFile, UploadedFile
-from django.core.files.uploadhandler import FileUploadHandler, TemporaryFileUploadHandler
 from django.shortcuts import redirect, render
-from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods
 
 from firmware import patch, rollout
 from firmware.models import Rollout
 from firmware.rollout import patch_dir
 from nodes import agent
-
-# Room for the multipart boundaries and the small fields around the file; the file itself is held to
-# FIRMWARE_MAX_BYTES exactly by verify().
-FORM_OVERHEAD = 64 * 1024
+from wui.uploads import streamed_upload
 
 
-class IncomingPatch(TemporaryUploadedFile):
-    """Django's temporary upload file, made in VAR_DIR/firmware/incoming rather than FILE_UPLOAD_TEMP_DIR:
-    on the same file system as the kept patches, keeping it is one atomic rename."""
-
-    def __init__(self, name, content_type, size, charset, content_type_extra=None):
-        incoming = patch_dir() / "incoming"
-        incoming.mkdir(parents=True, exist_ok=True)
-        file = tempfile.NamedTemporaryFile(prefix="upload-", suffix=".patch", dir=incoming)
-        UploadedFile.__init__(self, file, name, content_type, size, charset, content_type_extra)
+def _too_large(request, size):
+    size, limit = patch.human_size(size), patch.human_size(settings.FIRMWARE_MAX_BYTES)
+    error = f"The file is too large: the upload is {size}, over the {limit} limit for a software update."
+    return _page(request, status=413, error=error)
 
 
-class PatchUploadHandler(TemporaryFileUploadHandler):
-    """Streams every uploaded file to disk, whatever its size (FILE_UPLOAD_MAX_MEMORY_SIZE does not apply)."""
-
-    def new_file(self, *args, **kwargs):
-        FileUploadHandler.new_file(self, *args, **kwargs)
-        self.file = IncomingPatch(self.file_name, self.content_type, 0, self.charset, self.content_type_extra)
-
-
-@csrf_exempt
 @require_http_methods(["GET", "POST"])
+@streamed_upload(lambda: patch_dir() / "incoming", ".patch", lambda: settings.FIRMWARE_MAX_BYTES, _too_large)
 def update_software(request):
-    """The upload handlers must be replaced before anything reads the body, and the CSRF check reads it:
-    so csrf_exempt here and csrf_protect inside (Django docs, "Modifying upload handlers on the fly")."""
-    if request.method == "POST":
-        request.upload_handlers = [PatchUploadHandler(request)]
-        if _content_length(request) > settings.FIRMWARE_MAX_BYTES + FORM_OVERHEAD:
-            return _too_large(request)
-    return _update_software(request)
-
-
-@csrf_protect
-def _update_software(request):
     if request.method == "GET":
         return _page(request)
     if request.POST.get("action") == "install":
@@ -75,19 +44,6 @@ def _install(request):
         request, f"Installing version {update.version} on every node: each sends, verifies and installs it below."
     )
     return redirect("cluster_control")
-
-
-def _content_length(request):
-    try:
-        return int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        return 0
-
-
-def _too_large(request):
-    size, limit = patch.human_size(_content_length(request)), patch.human_size(settings.FIRMWARE_MAX_BYTES)
-    error = f"The file is too large: the upload is {size}, over the {limit} limit for a software update."
-    return _page(request, status=413, error=error)
 
 
 def _receive(request):
