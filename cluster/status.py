@@ -67,6 +67,11 @@ def warm_up():
     return timedelta(seconds=settings.NODE_WARMUP_SECONDS)
 
 
+def answering(node, now):
+    """Good answers to the health checks, and recent ones: what Down is the absence of."""
+    return not node.failures and node.last_ok_at is not None and now - node.last_ok_at <= STALE_AFTER
+
+
 def node_status(node, now, drain_time, has_virtual_services):
     f = facts_of(node)
     if f.is_admin:
@@ -77,7 +82,7 @@ def node_status(node, now, drain_time, has_virtual_services):
         return Status.DISABLED
     if f.maintenance_since and now - f.maintenance_since < timedelta(seconds=drain_time):
         return Status.DRAINING  # a rolling reboot drains it first
-    if f.failures or not f.last_ok_at or now - f.last_ok_at > STALE_AFTER:
+    if not answering(f, now):
         return Status.DOWN
     if not has_virtual_services:
         return Status.DISABLED

@@ -18,7 +18,7 @@ from django.utils import timezone
 from cluster import config, events, membership, ssh
 from cluster.models import Cluster, ConfigGeneration, Node, VirtualService
 from cluster.network import update_addresses
-from cluster.status import STALE_AFTER, Status, node_status
+from cluster.status import Status, answering, node_status
 from firmware import patch
 from firmware.models import Rollout, RolloutNode
 from nodes import agent
@@ -40,10 +40,6 @@ def patch_dir():
 
 def patch_path(sha256):
     return patch_dir() / f"{sha256}.patch"
-
-
-def healthy(node, now):
-    return not node.failures and node.last_ok_at is not None and now - node.last_ok_at <= STALE_AFTER
 
 
 def serving(node, has_vs):
@@ -68,7 +64,7 @@ def preflight(now, rolling=False):
         name = f"Node {node.number}"
         if node.removing:
             raise Refused(f"{name} is being deleted: wait until it is gone")
-        if not healthy(node, now):
+        if not answering(node, now):
             raise Refused(f"{name} is Down: every node must answer its health checks before a software update")
         waiting = config.WAITING in node.config_error  # the update is what it waits for
         if not waiting and (node.applied_generation < latest or node.config_error):
@@ -249,7 +245,7 @@ def reboot(node_pk, request):
                 f"Node {node.number} is the admin node: it is rebooted last, once every other node runs version "
                 f"{rollout.version} (Node {behind[0].number} runs {behind[0].version or 'an unknown version'})"
             )
-    out = [n for n in others if not healthy(n, now)]
+    out = [n for n in others if not answering(n, now)]
     if out:
         raise Refused(f"Node {out[0].number} is Down: reboot one node at a time, once the last one is back")
     events.operator_action(request, f"Node {node.number} rebooted to run version {rollout.version}", node=node)
@@ -385,7 +381,7 @@ def _step(rollout, nodes, now):
         events.record(f"Rolling reboot: Node {node.number} reboots {rollout.purpose}", node=node)
         return lambda: send_reboot(node.pk)
     if rollout.step == Rollout.Step.REBOOTING:
-        if node.booted_at != rollout.booted_before and healthy(node, now):
+        if node.booted_at != rollout.booted_before and answering(node, now):
             if rollout.kind == Rollout.Kind.UPDATE and node.version != rollout.version:
                 return _halt(rollout, node, f"it came back on version {node.version}, not {rollout.version}")
             Node.objects.filter(pk=node.pk).update(maintenance_since=None)
@@ -395,13 +391,13 @@ def _step(rollout, nodes, now):
             why = node.last_error or f"it still runs version {node.version}"
             return _halt(rollout, node, f"it did not come back within {rollout.node_timeout} s of its reboot ({why})")
         # Answering all along on the same boot: the request never arrived (a node that went quiet is rebooting).
-        unchanged = node.booted_at == rollout.booted_before and healthy(node, now)
+        unchanged = node.booted_at == rollout.booted_before and answering(node, now)
         if unchanged and now - rollout.reboot_sent_at >= RESEND_REBOOT_AFTER:
             _move(rollout, reboot_sent_at=now)  # the request may have died with a worker: ask again
             return lambda: send_reboot(node.pk)
         return None
     status = node_status(node, now, cluster.drain_time, has_vs)
-    back = status == Status.UP if serving(node, has_vs) else healthy(node, now)
+    back = status == Status.UP if serving(node, has_vs) else answering(node, now)
     if back:
         RolloutNode.objects.filter(rollout=rollout, node=node).update(state=RolloutNode.State.REBOOTED)
         events.record(f"Rolling reboot: Node {node.number} is back {rollout.purpose.removeprefix('to ')}", node=node)
