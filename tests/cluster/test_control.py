@@ -186,9 +186,14 @@ def test_an_enabled_node_rejoins_rotation_only_once_the_control_plane_confirms(a
     wait_until(lambda: unit_state(unit, "traffic.json").get("accepting") is True, 15)
     unit.restart()
     wait_until(lambda: unit_state(unit, "traffic.json").get("accepting") is True, 10)
+
     # The unit's own log, newest first: it booted taking nothing, then was told to take traffic.
-    messages = [line["message"] for line in json_lines(unit.home / "node.log")][::-1]
-    assert messages.index("Taking new connections") < messages.index("Unit started (version 1.0.0)")
+    # (The agent writes its state file, then its log line: give the line a moment to follow.)
+    def told_after_boot():
+        messages = [line["message"] for line in json_lines(unit.home / "node.log")][::-1]
+        return messages.index("Taking new connections") < messages.index("Unit started (version 1.0.0)")
+
+    assert wait_until(told_after_boot, 2)
 
 
 def json_lines(path):
