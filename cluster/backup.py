@@ -191,6 +191,7 @@ def read(path, max_bytes=None, running_version=agent.VERSION):
 def _members(raw, budget):
     found = {}
     try:
+        _read_through(raw, budget + MAX_HEADER_BYTES + CHUNK)
         with gzip.GzipFile(fileobj=raw, mode="rb") as gz:
             try:
                 tar = tarfile.open(fileobj=gz, mode="r|")
@@ -203,14 +204,24 @@ def _members(raw, budget):
                     if member.size > limit:
                         raise BackupError(f"{member.name} is {human_size(member.size)}, over its limit")
                     found[member.name] = tar.extractfile(member).read()
-            while gz.read(CHUNK):  # gzip checks its CRC and length only at the very end
-                pass
     except (EOFError, zlib.error, gzip.BadGzipFile, tarfile.TarError, OSError) as e:
         raise BackupError(f"The backup is truncated or damaged ({e}); use another copy") from e
     for name in (HEADER, CONTENT):
         if name not in found:
             raise BackupError(f"This is not a backup file: it has no {name}")
     return found
+
+
+def _read_through(raw, limit):
+    """gzip checks its CRC and length only at the very end: read it through before anything reads the
+    archive, so that a damaged byte is reported as damage, not as whatever it turned the archive into."""
+    total = 0
+    with gzip.GzipFile(fileobj=raw, mode="rb") as gz:
+        while chunk := gz.read(CHUNK):
+            total += len(chunk)
+            if total > limit:
+                raise BackupError(f"The backup is over {human_size(limit)} once decompressed: it is not a backup")
+    raw.seek(0)
 
 
 def _check_member(member, found):
