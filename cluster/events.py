@@ -1,12 +1,13 @@
 """Lines of the System Message File and the Warning Message File."""
 
 from cluster.models import Event
+from wui.text import clip
 
 
 def record(message, level=Event.Level.INFO, node=None, request=None):
     user = getattr(request, "user", None) if request else None
     return Event.objects.create(
-        message=message,
+        message=clip(message),
         level=level,
         node=node,
         node_number=node.number if node else None,
