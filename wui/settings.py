@@ -206,6 +206,8 @@ CELERY_BEAT_SCHEDULE = {
 BACKUP_MAX_BYTES = env.int("BACKUP_MAX_BYTES", default=16 * 2**20)  # a configuration is kilobytes
 BACKUP_INTERVAL = env.float("BACKUP_INTERVAL", default=0)  # seconds between automatic backups; 0: none
 BACKUP_KEEP = env.int("BACKUP_KEEP", default=7)  # automatic backups kept, the newest
+# The cluster's own secret that authenticates its backups (HMAC); made on first use, 0600, never in git.
+BACKUP_KEY_FILE = Path(env("BACKUP_KEY_FILE", default=str(VAR_DIR / "backup_key")))
 BACKUP_INCLUDE_USERS = env.bool("BACKUP_INCLUDE_USERS", default=False)  # put password hashes in automatic ones
 if BACKUP_KEEP < 1 or BACKUP_MAX_BYTES < 1 or BACKUP_INTERVAL < 0:
     from django.core.exceptions import ImproperlyConfigured
