@@ -2,7 +2,9 @@
 
 import hashlib
 import json
+import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import replace
 
 from django.db import transaction
@@ -36,13 +38,45 @@ def render():
     }
 
 
-def commit_generation(user=None):
-    """Record the current configuration as a new generation and push it once committed."""
+@contextmanager
+def change(user=None):
+    """The one write path for anything the configuration document says.
+
+    The cluster row is locked first, then the caller changes what it changes, and the new
+    generation is rendered inside the same transaction: two writers at once are serialised, and
+    each generation is rendered from everything committed before it (a lost update would leave
+    the nodes running a configuration that differs from the database). Yields the locked cluster.
+    """
+    with transaction.atomic():
+        cluster = Cluster.objects.select_for_update().get_or_create(pk=1)[0]
+        done = Change(cluster)
+        yield done
+        done.generation = _commit_generation(user)
+
+
+class Change:
+    """What a ``change()`` block locked, and (once it ends) the generation it committed."""
+
+    def __init__(self, cluster):
+        self.cluster = cluster
+        self.generation = None
+
+
+def latest():
+    """The newest generation, or None."""
+    return ConfigGeneration.objects.order_by("-number").first()
+
+
+def latest_number():
+    return ConfigGeneration.objects.order_by("-number").values_list("number", flat=True).first() or 0
+
+
+def _commit_generation(user=None):
     document = render()
     digest = hashlib.sha256(canonical(document)).hexdigest()
-    latest = ConfigGeneration.objects.order_by("-number").first()
-    if latest and latest.sha256 == digest:
-        return latest
+    newest = latest()
+    if newest and newest.sha256 == digest:
+        return newest
     number = (ConfigGeneration.objects.aggregate(m=Max("number"))["m"] or 0) + 1
     generation = ConfigGeneration.objects.create(
         number=number, sha256=digest, document=document, created_by=user if user and user.is_authenticated else None
@@ -51,6 +85,69 @@ def commit_generation(user=None):
 
     transaction.on_commit(lambda: push_config.delay())
     return generation
+
+
+def commit_generation(user=None):
+    """Backup/Restore's path until it moves onto ``change()``: the same lock, then the same commit."""
+    Cluster.objects.select_for_update().get_or_create(pk=1)
+    return _commit_generation(user)
+
+
+def reconcile():
+    """Commit a new generation when the newest one no longer says what the database says.
+
+    Whatever the cause (a writer that bypassed the write path, a restore of the database), the
+    nodes must run what the database holds; a fresh render is compared with the newest generation.
+    Returns the new generation, or None when they agree.
+    """
+    newest = latest()
+    if newest is None or newest.sha256 == hashlib.sha256(canonical(render())).hexdigest():
+        return None
+    with change() as done:
+        pass
+    if done.generation.number != newest.number:
+        events.warning(
+            f"Configuration generation {newest.number} differed from the database: "
+            f"now configuration generation {done.generation.number}"
+        )
+        return done.generation
+    return None
+
+
+_pushing = threading.Lock()
+_pending_lock = threading.Lock()
+_pending = {"all": False, "nodes": set()}
+
+
+def push_soon(node_ids=None):
+    """Push the newest generation (to every node behind, or again to these nodes), coalesced.
+
+    At most one push runs in a process; a request that arrives meanwhile is folded into the
+    next pass of the push under way. A node that hangs therefore holds one worker thread for
+    its command timeout, never one per commit, and the health rounds keep their threads.
+    """
+    with _pending_lock:
+        if node_ids is None:
+            _pending["all"] = True
+        else:
+            _pending["nodes"].update(node_ids)
+    while _pushing.acquire(blocking=False):
+        try:
+            while True:
+                with _pending_lock:
+                    everyone, ids = _pending["all"], set(_pending["nodes"])
+                    _pending["all"], _pending["nodes"] = False, set()
+                if not everyone and not ids:
+                    break
+                if everyone:
+                    push()
+                if ids:
+                    push(list(Node.objects.filter(pk__in=ids, removing=False)), force=True)
+        finally:
+            _pushing.release()
+        with _pending_lock:
+            if not _pending["all"] and not _pending["nodes"]:
+                return  # nothing arrived between the last pass and the release
 
 
 def envelope(generation):
@@ -63,7 +160,7 @@ def push(nodes=None, force=False):
     ``force`` sends it whatever the node last reported (Resync): the node itself
     replaces a damaged local copy.
     """
-    generation = ConfigGeneration.objects.order_by("-number").first()
+    generation = latest()
     if generation is None:
         return {}
     nodes = [

@@ -7,14 +7,14 @@ the newest configuration, without anyone clicking anything.
 """
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import replace
 
 from django.db import transaction
 from django.utils import timezone
 
-from cluster import config, events, ssh
-from cluster.models import Cluster, ConfigGeneration, Node, VirtualService
+from cluster import config, events, membership, ssh
+from cluster.models import Cluster, Node, VirtualService
 from cluster.network import check_addresses
 from cluster.status import Status, cluster_summary, node_status
 from firmware import rollout
@@ -32,22 +32,27 @@ def check_all():
         if cluster is None:
             return False
         nodes = list(Node.objects.filter(removing=False))
-        latest = ConfigGeneration.objects.order_by("-number").values_list("number", flat=True).first() or 0
+        latest = config.latest_number()
         # Checks go over the interface marked "Use for Cluster checks" (Network Setup).
         addresses = check_addresses(nodes)
-        with ThreadPoolExecutor(max_workers=max(1, min(32, len(nodes)))) as pool:
-            reports = list(pool.map(lambda n: probe(n, cluster.shared_address, addresses[n.pk]), nodes))
-        now = timezone.now()
         behind = []
-        for node, report in zip(nodes, reports, strict=True):
-            record(node, report, now)
-            if not isinstance(report, Exception) and report.get("generation", 0) < latest:
-                node.applied_generation = report.get("generation", 0)  # what it has, not what it had
-                behind.append(node)
-        # Catch-up here, one push for every node behind: the probe threads touch no database.
+        with ThreadPoolExecutor(max_workers=max(1, min(32, len(nodes)))) as pool:
+            futures = {pool.submit(probe, n, cluster.shared_address, addresses[n.pk]): n for n in nodes}
+            # Recorded as each answer comes: a node that is slow to answer never delays the others'.
+            for future in as_completed(futures):
+                node, report = futures[future], future.result()
+                record(node, report, timezone.now())
+                if not isinstance(report, Exception) and report.get("generation", 0) < latest:
+                    behind.append(node.pk)
         if behind:
-            config.push(behind)
+            # The catch-up push runs on its own, never inside the round that found it.
+            from cluster.tasks import push_config
+
+            push_config.delay(behind)
+        now = timezone.now()
         log_transitions(now)
+        config.reconcile()
+        membership.resume_stale(now)
         # A software update moves on from what this round saw (the rows, not this worker, hold its place).
         rollout.advance(now)
         return True
@@ -60,23 +65,38 @@ def probe(node, shared_address, address=None):
     pool = ssh.get_pool()
     try:
         check = replace(node.target, address=address or node.address)
-        state = pool.call(check, "status", timeout=PROBE_TIMEOUT)
+        state = pool.call(check, "status", timeout=PROBE_TIMEOUT, lane="health")
         if state["mode"] not in ("admin", "member"):
-            pool.call(node.target, "membership", "admin" if node.is_admin else "member", shared_address)
+            role = "admin" if node.is_admin else "member"
+            pool.call(node.target, "membership", role, shared_address, timeout=PROBE_TIMEOUT, lane="health")
         # A node a rolling reboot takes out stays out until the rollout lets it back.
         want = (node.enabled or node.is_admin) and not node.maintenance_since
         if state["accepting"] != want:
-            state = pool.call(node.target, "accepting", "on" if want else "off")
+            state = pool.call(node.target, "accepting", "on" if want else "off", timeout=PROBE_TIMEOUT, lane="health")
         return state
     except ssh.NodeError as exc:
         return exc
 
 
+def down_reason(exc):
+    """What the operator needs to act on: why the checks fail, with both fingerprints for a changed key."""
+    if isinstance(exc, ssh.HostKeyMismatch):
+        return f"host key changed: {exc.detail}; if the node was reinstalled, delete it and add it again"
+    if isinstance(exc, ssh.AuthenticationFailed):
+        return f"authentication refused: the node no longer accepts the cluster's key ({exc.detail})"
+    return f"{exc.reason}: {exc.detail}" if exc.detail else exc.reason
+
+
 def record(node, report, now):
     if isinstance(report, Exception):
+        reason = down_reason(report)
+        # Once per cause, not once per second: a new kind of failure is a new line.
+        if not node.down_reason.startswith(reason.split(":")[0]):
+            events.warning(f"Node {node.number} does not answer its health checks: {reason}", node=node)
         node.failures += 1
         node.healthy_since = None
         node.last_error = str(report)
+        node.down_reason = reason
     else:
         rebooted = node.booted_at and report.get("booted_at") != node.booted_at
         if node.failures or not node.healthy_since or rebooted:
@@ -84,6 +104,7 @@ def record(node, report, now):
         node.failures = 0
         node.last_ok_at = now
         node.last_error = ""
+        node.down_reason = ""
         node.accepting = report["accepting"]
         node.active_connections = report["active_connections"]
         node.booted_at = report.get("booted_at", 0)
@@ -94,6 +115,7 @@ def record(node, report, now):
         failures=node.failures,
         healthy_since=node.healthy_since,
         last_error=node.last_error,
+        down_reason=node.down_reason,
         last_ok_at=node.last_ok_at,
         accepting=node.accepting,
         active_connections=node.active_connections,

@@ -43,8 +43,9 @@ def rollback(request, number):
     """Bring back an earlier configuration; it becomes a new generation (history is never rewritten)."""
     old = get_object_or_404(ConfigGeneration, number=number)
     with transaction.atomic():
-        restore(old.document)
-        new = config.commit_generation(request.user)
+        with config.change(request.user) as done:
+            restore(old.document)
+        new = done.generation
         events.operator_action(
             request, f"Configuration rolled back to generation {number} (now generation {new.number})"
         )
@@ -53,8 +54,11 @@ def rollback(request, number):
 
 
 def restore(document):
-    """Make the database say what a configuration document says (membership is not configuration)."""
-    cluster = Cluster.objects.select_for_update().get(pk=1)
+    """Make the database say what a configuration document says (membership is not configuration).
+
+    Called inside ``config.change()``, which holds the cluster row.
+    """
+    cluster = Cluster.objects.get(pk=1)
     cluster.virtual_id = document["cluster"]["virtual_id"]
     cluster.drain_time = document["cluster"]["drain_time"]
     cluster.save(update_fields=["virtual_id", "drain_time"])

@@ -6,17 +6,25 @@ worker then tells the nodes. Every step can run twice without harm.
 
 import ipaddress
 import json
+import re
 import urllib.error
 import urllib.request
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from cluster import config, events, network, ssh
 from cluster.models import Cluster, JoinRequest, Node, VirtualService
 from cluster.status import Status, node_status
 from nodes.agent import HARDWARE_KEYS
+from wui import failpoints
+from wui.text import clip, short
+
+JOIN_CODE = re.compile(r"[A-Z2-7]{4}-[A-Z2-7]{4}")
+FINGERPRINT = re.compile(r"SHA256:[A-Za-z0-9+/]{43}=?")
 
 
 class Refused(Exception):
@@ -30,7 +38,7 @@ def check_shared_address(value, own_addresses):
     try:
         address = ipaddress.IPv4Address(str(value).strip())
     except ValueError as exc:
-        raise Refused(f"{value!r} is not an IPv4 address") from exc
+        raise Refused(f"{short(value)} is not an IPv4 address") from exc
     if address.is_unspecified or address.is_multicast or str(address).endswith(".255"):
         raise Refused(f"{address} cannot be a shared address")
     if str(address) in own_addresses:
@@ -40,8 +48,8 @@ def check_shared_address(value, own_addresses):
 
 def create_cluster(shared_address, unit_facts, own_address, request=None):
     """Make this unit the cluster's admin node (node 1), keeping its configuration."""
-    with transaction.atomic():
-        cluster = Cluster.objects.select_for_update().get_or_create(pk=1)[0]
+    with config.change(getattr(request, "user", None)) as change:
+        cluster = change.cluster
         if cluster.shared_address:
             raise Refused(f"This unit already runs a cluster on {cluster.shared_address}")
         if cluster.mode == Cluster.Mode.HA:
@@ -64,7 +72,6 @@ def create_cluster(shared_address, unit_facts, own_address, request=None):
         if request:
             events.operator_action(request, f"Cluster created with shared address {shared_address}", node)
         network.ensure_interfaces()
-        config.commit_generation(getattr(request, "user", None))
     return cluster
 
 
@@ -75,17 +82,22 @@ def request_join(address, code, fingerprint_text, request):
     try:
         address = str(ipaddress.IPv4Address(str(address).strip()))
     except ValueError as exc:
-        raise Refused(f"{address!r} is not an IPv4 address") from exc
+        raise Refused(f"{short(address)} is not an IPv4 address") from exc
     code = str(code).strip().upper()
     if not code:
         raise Refused("Enter the join code shown on the node after Add to Cluster")
+    if not JOIN_CODE.fullmatch(code):
+        raise Refused(f"{short(code)} is not a join code: the unit shows one like ABCD-EF23 after Add to Cluster")
+    fingerprint_text = fingerprint_text.strip()
+    if fingerprint_text and not FINGERPRINT.fullmatch(fingerprint_text):
+        raise Refused(f"{short(fingerprint_text)} is not an SSH host key fingerprint (SHA256:... as the unit shows)")
     _check_can_add(address)
     if JoinRequest.objects.filter(address=address, state=JoinRequest.State.PENDING).exists():
         raise Refused(f"{address} is already being added")
     join = JoinRequest.objects.create(
         address=address,
         code=code,
-        fingerprint=fingerprint_text.strip(),
+        fingerprint=fingerprint_text,
         user=request.user,
         source_address=request.META.get("REMOTE_ADDR"),
     )
@@ -103,43 +115,79 @@ def _check_can_add(address):
         raise Refused(f"The licence allows at most {settings.LICENSE_MAX_NODES} nodes; the cluster has them all")
 
 
-def carry_out_join(join_id):
-    """The worker's half of Add New Node; the outcome is recorded on the request."""
-    with transaction.atomic():
-        join = JoinRequest.objects.select_for_update().filter(pk=join_id, state=JoinRequest.State.PENDING).first()
-        if join is None:
-            return None
-        code = join.code
-        JoinRequest.objects.filter(pk=join.pk).update(code="")
+# A worker holds a join or a delete this long; a request still unfinished after it lost its
+# worker, and the health round hands it to another (every step can run twice without harm).
+LEASE = timedelta(seconds=60)
+
+
+def _lease(now):
+    return Q(lease_until__isnull=True) | Q(lease_until__lt=now)
+
+
+def carry_out_join(join_id, now=None):
+    """The worker's half of Add New Node, resumable from the request's step; the outcome is on the row."""
+    now = now or timezone.now()
+    claimed = JoinRequest.objects.filter(_lease(now), pk=join_id, state=JoinRequest.State.PENDING)
+    if not claimed.update(lease_until=now + LEASE):
+        return None  # done, refused, or another worker holds it
+    join = JoinRequest.objects.get(pk=join_id)
     try:
-        node = _join(join, code)
+        node = _join(join)
     except Refused as exc:
-        JoinRequest.objects.filter(pk=join.pk).update(state=JoinRequest.State.REFUSED, message=str(exc))
+        _undo_join(join)
+        JoinRequest.objects.filter(pk=join.pk).update(
+            state=JoinRequest.State.REFUSED, message=clip(str(exc), 500), code="", lease_until=None
+        )
         events.warning(f"Adding {join.address} refused: {exc}")
         return None
-    JoinRequest.objects.filter(pk=join.pk).update(state=JoinRequest.State.DONE, message=f"Added as node {node.number}")
+    JoinRequest.objects.filter(pk=join.pk).update(
+        state=JoinRequest.State.DONE, message=f"Added as node {node.number}", code="", lease_until=None
+    )
     return node
 
 
-def _join(join, code):
-    _check_can_add(join.address)
+def _join(join):
+    """Check, accept, record, finish: each step is skipped when the row says it was done."""
     cluster = Cluster.get()
-    offered = post_to_node(join.address, {"code": code, "check": True})
-    if join.fingerprint and join.fingerprint != ssh.fingerprint(offered["host_key"]):
-        raise Refused(
-            f"the node's host key fingerprint is {ssh.fingerprint(offered['host_key'])}, not {join.fingerprint} "
-            "as entered: the host key changed"
-        )
-    differences = hardware_differences(offered)
-    if differences:
-        raise Refused("the hardware differs from the cluster's: " + "; ".join(differences))
-    accepted = post_to_node(
-        join.address,
-        {"code": code, "cluster_key": ssh.cluster_public_key(), "shared_address": cluster.shared_address},
-    )
-    if accepted["host_key"] != offered["host_key"]:
+    if join.step == JoinRequest.Step.CHECKING:
+        _check_can_add(join.address)
+        offered = post_to_node(join.address, {"code": join.code, "check": True})
+        if join.fingerprint and join.fingerprint != ssh.fingerprint(offered["host_key"]):
+            raise Refused(
+                f"the node's host key fingerprint is {ssh.fingerprint(offered['host_key'])}, "
+                f"not {short(join.fingerprint)} as entered: the host key changed"
+            )
+        differences = hardware_differences(offered)
+        if differences:
+            raise Refused("the hardware differs from the cluster's: " + "; ".join(differences))
+        failpoints.reached("join.before_accept")
+    # Accepting again with the same code and key answers the same (the unit keeps its word while
+    # it is joining), so a resumed join asks again instead of trusting what it had not recorded.
+    if join.step in (JoinRequest.Step.CHECKING, JoinRequest.Step.ACCEPTED):
+        accepted = _accept(join, cluster)
+        failpoints.reached("join.after_accept")
+        node = _record(join, accepted)
+        failpoints.reached("join.after_record")
+    else:
+        node = join.node
+        if node is None:
+            raise Refused("the node's row was removed while it was being added")
+    _finish(node, cluster)
+    return node
+
+
+def _accept(join, cluster):
+    payload = {"code": join.code, "cluster_key": ssh.cluster_public_key(), "shared_address": cluster.shared_address}
+    accepted = post_to_node(join.address, payload)
+    if join.fingerprint and join.fingerprint != ssh.fingerprint(accepted["host_key"]):
         raise Refused("the node's host key fingerprint changed while joining")
-    with transaction.atomic():
+    JoinRequest.objects.filter(pk=join.pk).update(step=JoinRequest.Step.ACCEPTED)
+    join.step = JoinRequest.Step.ACCEPTED
+    return accepted
+
+
+def _record(join, accepted):
+    with config.change(join.user):
         _check_can_add(join.address)
         node = Node.objects.create(
             number=_free_number(),
@@ -150,20 +198,54 @@ def _join(join, code):
             facts=accepted,
             version=accepted.get("version", ""),
         )
+        JoinRequest.objects.filter(pk=join.pk).update(step=JoinRequest.Step.RECORDED, node=node)
+        join.step, join.node = JoinRequest.Step.RECORDED, node
         events.record(f"Node {node.number} ({node.address}) added by {join.user or 'system'}: Disabled", node=node)
         network.ensure_interfaces()
-        config.commit_generation(join.user)
+    return node
+
+
+def _finish(node, cluster):
+    """Tell the unit it is a member, give it the configuration and reboot it into cluster mode."""
     try:
         pool = ssh.get_pool()
         pool.call(node.target, "membership", "member", cluster.shared_address)
         config.push([node])
         pool.call(node.target, "reboot")  # finishes the conversion to cluster mode
     except ssh.HostKeyMismatch as exc:
-        node.delete()
+        with config.change():
+            Node.objects.filter(pk=node.pk).delete()
         raise Refused(f"the host key fingerprint changed: {exc.detail}") from exc
     except ssh.NodeError as exc:
+        # The health round tells a member it is one as soon as it answers.
         events.warning(f"Node {node.number} added but not yet reachable over SSH: {exc}", node=node)
-    return node
+
+
+def _undo_join(join):
+    """A refused join leaves the unit as it was: it forgets the cluster's key (it would by itself, later)."""
+    if join.step != JoinRequest.Step.ACCEPTED:
+        return
+    try:
+        post_to_node(join.address, {"code": join.code, "abort": True})
+    except Refused as exc:
+        events.warning(
+            f"Adding {join.address}: the unit did not confirm that it forgot the cluster's key ({exc}); "
+            "it does so by itself when the join is not completed within 10 minutes"
+        )
+
+
+def resume_stale(now):
+    """Hand joins and deletes whose worker died to a worker again (the health round calls this)."""
+    from cluster.tasks import add_node, remove_node
+
+    stale = JoinRequest.objects.filter(state=JoinRequest.State.PENDING).filter(
+        Q(lease_until__lt=now) | Q(lease_until__isnull=True, created_at__lt=now - LEASE)
+    )
+    for pk in stale.values_list("pk", flat=True):
+        add_node.delay(pk)
+    lost = Node.objects.filter(removing=True).filter(Q(removing_until__lt=now) | Q(removing_until__isnull=True))
+    for pk in lost.values_list("pk", flat=True):
+        remove_node.delay(pk)
 
 
 def _free_number():
@@ -215,7 +297,7 @@ def _locked(node_id):
 
 
 def enable(node_id, request):
-    with transaction.atomic():
+    with config.change(request.user):
         node = _locked(node_id)
         if node.enabled:
             raise Refused(f"Node {node.number} is already enabled")
@@ -223,22 +305,20 @@ def enable(node_id, request):
         node.save(update_fields=["enabled", "enabled_at", "disabled_at"])
         events.operator_action(request, f"Node {node.number} enabled", node)
         _after_commit_sync(node)
-        config.commit_generation(request.user)
     return node
 
 
 def disable(node_id, request):
-    with transaction.atomic():
+    with config.change(request.user) as change:
         node = _locked(node_id)
         if not node.enabled:
             raise Refused(f"Node {node.number} is already disabled")
         node.enabled, node.disabled_at = False, timezone.now()
         node.save(update_fields=["enabled", "disabled_at"])
         events.operator_action(
-            request, f"Node {node.number} disabled (draining for {Cluster.get().drain_time} s)", node
+            request, f"Node {node.number} disabled (draining for {change.cluster.drain_time} s)", node
         )
         _after_commit_sync(node)
-        config.commit_generation(request.user)
     return node
 
 
@@ -268,22 +348,33 @@ def request_delete(node_id, request, now=None):
     return node
 
 
-def carry_out_delete(node_id):
-    node = Node.objects.filter(pk=node_id, removing=True).first()
-    if node is None:
+def carry_out_delete(node_id, now=None):
+    """The worker's half of Delete; a worker that dies half way leaves it to the next one."""
+    now = now or timezone.now()
+    claimed = Node.objects.filter(pk=node_id, removing=True).filter(
+        Q(removing_until__isnull=True) | Q(removing_until__lt=now)
+    )
+    if not claimed.update(removing_until=now + LEASE):
         return
+    node = Node.objects.get(pk=node_id)
     pool = ssh.get_pool()
     try:
         state = pool.call(node.target, "status")
-        if state.get("active_connections"):
-            Node.objects.filter(pk=node.pk).update(removing=False, active_connections=state["active_connections"])
+        if state.get("mode") != "standalone" and state.get("active_connections"):
+            Node.objects.filter(pk=node.pk).update(
+                removing=False, removing_until=None, active_connections=state["active_connections"]
+            )
             events.warning(
                 f"Node {node.number} cannot be deleted: it still handles {state['active_connections']} connections",
                 node=node,
             )
             return
+        failpoints.reached("delete.before_leave")
         pool.call(node.target, "leave-cluster")
+        failpoints.reached("delete.after_leave")
         pool.call(node.target, "reboot")
+    except ssh.AuthenticationFailed:
+        pass  # it already forgot the cluster's key: it left before the last worker died
     except ssh.NodeError as exc:
         events.warning(
             f"Node {node.number} did not answer while being deleted ({exc}); "
@@ -291,10 +382,9 @@ def carry_out_delete(node_id):
             node=node,
         )
     pool.drop(node.target)
-    with transaction.atomic():
-        Node.objects.filter(pk=node.pk).delete()
-        events.record(f"Node {node.number} ({node.address}) deleted: it is now a standalone unit")
-        config.commit_generation()
+    with config.change():
+        if Node.objects.filter(pk=node.pk).delete()[0]:
+            events.record(f"Node {node.number} ({node.address}) deleted: it is now a standalone unit")
 
 
 def sync_node(node_id):
@@ -327,11 +417,10 @@ def resync(node_id, request):
 
 def set_parameter(field, value, request):
     labels = {"virtual_id": "Cluster Virtual ID", "drain_time": "Node Drain Time"}
-    with transaction.atomic():
-        cluster = Cluster.objects.select_for_update().get(pk=1)
+    with config.change(request.user) as change:
+        cluster = change.cluster
         old = getattr(cluster, field)
         setattr(cluster, field, value)
         cluster.save(update_fields=[field])
         events.operator_action(request, f"{labels[field]} changed from {old} to {value}")
-        config.commit_generation(request.user)
     return cluster

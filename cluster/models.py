@@ -57,6 +57,10 @@ class Node(models.Model):
     applied_generation = models.PositiveIntegerField(default=0)
     last_status = models.CharField(max_length=12, blank=True)
     removing = models.BooleanField(default=False)
+    removing_until = models.DateTimeField(
+        null=True, blank=True, help_text="A worker carries out the delete until then; after it, another resumes it."
+    )
+    down_reason = models.TextField(blank=True, help_text="Why the health checks fail, as last reported.")
     config_error = models.TextField(blank=True, help_text="Why the node refused or failed the newest configuration.")
     schemas = models.JSONField(default=list, blank=True, help_text="Configuration schemas its software understands.")
     maintenance_since = models.DateTimeField(
@@ -213,9 +217,20 @@ class JoinRequest(models.Model):
         REFUSED = "refused", "Refused"
 
     address = models.GenericIPAddressField(protocol="IPv4")
-    code = models.CharField(max_length=16, blank=True)  # cleared once used
+
+    class Step(models.TextChoices):
+        CHECKING = "", "Checking the code and the hardware"
+        ACCEPTED = "accepted", "The unit authorised the cluster's key"
+        RECORDED = "recorded", "Node recorded; finishing on the unit"
+
+    code = models.CharField(max_length=16, blank=True)  # cleared once the request is over
     fingerprint = models.CharField(max_length=64, blank=True)
     state = models.CharField(max_length=8, choices=State, default=State.PENDING)
+    step = models.CharField(max_length=8, choices=Step, default=Step.CHECKING, blank=True)
+    lease_until = models.DateTimeField(
+        null=True, blank=True, help_text="A worker carries out the join until then; after it, another resumes it."
+    )
+    node = models.ForeignKey("Node", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     message = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)

@@ -11,7 +11,6 @@ from collections import defaultdict
 
 from django import forms
 from django.contrib import messages
-from django.db import transaction
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -396,7 +395,7 @@ CHANGES = {
 def apply_change(action, interface, post, request):
     """Validate, then change, record and commit in one transaction; returns what changed."""
     form_class, change = CHANGES[action]
-    with transaction.atomic():
+    with config.change(request.user):
         # All interfaces, in one order: two operators unticking "Use for Cluster checks" on two
         # interfaces at once must not both see the other still ticked.
         locked = {i.pk: i for i in Interface.objects.select_for_update().order_by("index")}
@@ -406,7 +405,6 @@ def apply_change(action, interface, post, request):
             raise Refused(first_error(form))
         text = change(current, form.cleaned_data, form)
         events.operator_action(request, f"Network Setup: {current.name} {text}")
-        config.commit_generation(request.user)
     return text
 
 

@@ -153,22 +153,27 @@ def _check_host_key(target, server_key):
         raise HostKeyMismatch(target, f"expected {fingerprint(target.host_key)}, got {got}")
 
 
+# Each lane is its own "serve" session with its own lock: a health check never waits behind a
+# configuration push or a firmware step to the same node, so a slow command on one node cannot
+# delay what the health round records for it or for any other node.
+LANES = ("control", "health")
+
+
 class _Connection:
     def __init__(self, target, transport):
         self.target = target
         self.transport = transport
-        self.lock = threading.Lock()
-        self.session = None  # (channel, reader) of a running "serve"
+        self.locks = {lane: threading.Lock() for lane in LANES}
+        self.sessions = {}  # lane -> (channel, reader) of a running "serve"
 
     def alive(self):
         return self.transport.is_active()
 
     def close(self):
-        if self.session is not None:
-            channel, reader = self.session
+        for channel, reader in self.sessions.values():
             reader.close()
             channel.close()
-            self.session = None
+        self.sessions = {}
         self.transport.close()
 
 
@@ -180,16 +185,27 @@ class Pool:
         self.connect_timeout = connect_timeout
         self.command_timeout = command_timeout
         self._conns = {}
+        self._opening = {}  # target -> lock held while a connection to it is being opened
         self._lock = threading.Lock()
 
     def _connection(self, target):
         with self._lock:
             conn = self._conns.get(target)
-            if conn is not None and not conn.alive():
+            if conn is not None and conn.alive():
+                return conn
+            opening = self._opening.setdefault(target, threading.Lock())
+        # Connecting to a node that does not answer takes up to the connect timeout: only callers
+        # for that node wait for it, never the calls to the other nodes.
+        with opening:
+            with self._lock:
+                conn = self._conns.get(target)
+                if conn is not None and conn.alive():
+                    return conn
+                self._conns.pop(target, None)
+            if conn is not None:
                 conn.close()
-                conn = None
-            if conn is None:
-                conn = _Connection(target, _open_transport(target, self.key, self.connect_timeout))
+            conn = _Connection(target, _open_transport(target, self.key, self.connect_timeout))
+            with self._lock:
                 self._conns[target] = conn
             return conn
 
@@ -225,23 +241,23 @@ class Pool:
             raise Unreachable(target, str(exc) or type(exc).__name__) from exc
         return _parse(target, verb, code, out, err)
 
-    def call(self, target, verb, *args, timeout=None):
-        """Ask the node's long-lived agent over the open session (no process start)."""
+    def call(self, target, verb, *args, timeout=None, lane="control"):
+        """Ask the node's long-lived agent over the open session of ``lane`` (no process start)."""
         reused = target in self._conns
         try:
-            return self._call_once(target, verb, args, timeout)
+            return self._call_once(target, verb, args, timeout, lane)
         except Unreachable:
             if not reused:
                 raise
             # A connection kept open may have died with the node's last reboot: one fresh try tells.
-            return self._call_once(target, verb, args, timeout)
+            return self._call_once(target, verb, args, timeout, lane)
 
-    def _call_once(self, target, verb, args, timeout):
+    def _call_once(self, target, verb, args, timeout, lane):
         conn = self._connection(target)
         request = json.dumps({"verb": verb, "args": list(args)}).encode() + b"\n"
-        with conn.lock:
+        with conn.locks[lane]:
             try:
-                channel, reader = conn.session or self._start_session(conn)
+                channel, reader = conn.sessions.get(lane) or self._start_session(conn, lane)
                 channel.settimeout(timeout or self.command_timeout)
                 channel.sendall(request)
                 line = reader.readline()
@@ -294,11 +310,11 @@ class Pool:
             self.drop(target)
             raise Unreachable(target, f"sending {name}: {exc}") from exc
 
-    def _start_session(self, conn):
+    def _start_session(self, conn, lane):
         channel = conn.transport.open_session(timeout=self.connect_timeout)
         channel.exec_command(f"exec {AGENT} serve")
-        conn.session = (channel, channel.makefile("rb"))
-        return conn.session
+        conn.sessions[lane] = (channel, channel.makefile("rb"))
+        return conn.sessions[lane]
 
 
 def _read_all(recv):

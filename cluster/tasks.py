@@ -3,7 +3,6 @@
 from celery import shared_task
 
 from cluster import config, health, membership, services
-from cluster.models import Node
 
 
 @shared_task
@@ -32,13 +31,13 @@ def sync_node(node_id):
 
 
 @shared_task
-def push_config():
-    config.push()
+def push_config(node_ids=None):
+    config.push_soon(node_ids)
 
 
 @shared_task
 def resync_node(node_id):
-    config.push(list(Node.objects.filter(pk=node_id)), force=True)
+    config.push_soon([node_id])
 
 
 @shared_task

@@ -6,9 +6,9 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from cluster import events, membership
+from cluster import config, events, membership
 from cluster.forms import AddNodeForm, DrainTimeForm, ModeForm, VirtualIdForm
-from cluster.models import Cluster, ConfigGeneration, JoinRequest, Node, VirtualService
+from cluster.models import Cluster, JoinRequest, Node, VirtualService
 from cluster.status import COLOURS, TITLES, Status, node_status
 from firmware import rollout
 
@@ -41,7 +41,7 @@ def _context(**extra):
         "has_vs": has_vs,
         "enabled_count": enabled,
         "joins": JoinRequest.objects.all()[:5],
-        "latest_generation": ConfigGeneration.objects.order_by("-number").values_list("number", flat=True).first(),
+        "latest_generation": config.latest_number(),
         "add_form": AddNodeForm(),
         "vid_form": VirtualIdForm(initial={"virtual_id": cluster.virtual_id}),
         "drain_form": DrainTimeForm(initial={"drain_time": cluster.drain_time}),

@@ -216,10 +216,6 @@ class RealServerForm(forms.ModelForm):
 # --- changes -------------------------------------------------------------------
 
 
-def _lock_configuration():
-    return Cluster.objects.select_for_update().get_or_create(pk=1)[0]
-
-
 def _locked_service(pk):
     return get_object_or_404(VirtualService.objects.select_for_update(), pk=pk)
 
@@ -232,7 +228,6 @@ def _valid(form):
 
 def _committed(request, sentence):
     events.operator_action(request, sentence)
-    config.commit_generation(request.user)
 
 
 def _save(row, form):
@@ -246,8 +241,7 @@ def _save(row, form):
 
 def save_service(request, pk=None):
     """Create (no pk) or change a Virtual Service; Refused means nothing was saved."""
-    with transaction.atomic():
-        _lock_configuration()
+    with config.change(request.user):
         form = VirtualServiceForm(request.POST, instance=_locked_service(pk) if pk else None)
         vs = _valid(form)
         _enforce(vs, list(vs.real_servers.all()) if pk else [], form)
@@ -265,8 +259,7 @@ def _service_sentence(vs, form, pk):
 
 
 def delete_service(request, pk):
-    with transaction.atomic():
-        _lock_configuration()
+    with config.change(request.user):
         vs = _locked_service(pk)
         sentence = f"Virtual Service {vs} deleted"
         vs.delete()
@@ -276,8 +269,7 @@ def delete_service(request, pk):
 
 def save_real_server(request, vs_pk, rs_pk=None):
     """Add (no rs_pk) or change one real server of a service; Refused means nothing was saved."""
-    with transaction.atomic():
-        _lock_configuration()
+    with config.change(request.user):
         vs = _locked_service(vs_pk)
         row = get_object_or_404(vs.real_servers, pk=rs_pk) if rs_pk else RealServer(virtual_service=vs)
         before = _describe(row) if rs_pk else None
@@ -298,8 +290,7 @@ def _describe(rs):
 
 
 def delete_real_server(request, vs_pk, rs_pk):
-    with transaction.atomic():
-        _lock_configuration()
+    with config.change(request.user):
         vs = _locked_service(vs_pk)
         rs = get_object_or_404(vs.real_servers, pk=rs_pk)
         rs.delete()

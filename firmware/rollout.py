@@ -16,7 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from cluster import config, events, membership, ssh
-from cluster.models import Cluster, ConfigGeneration, Node, VirtualService
+from cluster.models import Cluster, Node, VirtualService
 from cluster.network import update_addresses
 from cluster.status import Status, answering, node_status
 from firmware import patch
@@ -58,7 +58,7 @@ def preflight(now, rolling=False):
     nodes = list(Node.objects.all())
     if not nodes:
         raise Refused("the cluster has no nodes")
-    latest = ConfigGeneration.objects.order_by("-number").values_list("number", flat=True).first() or 0
+    latest = config.latest_number()
     has_vs = VirtualService.objects.exists()
     for node in nodes:
         name = f"Node {node.number}"

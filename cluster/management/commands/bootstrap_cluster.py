@@ -5,7 +5,6 @@ unit, then Add New Node with each unit's one-time join code.
 """
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
 from django.utils import timezone
 
 from cluster import config, membership, ssh
@@ -44,6 +43,5 @@ class Command(BaseCommand):
                 raise CommandError(f"{address}: {JoinRequest.objects.get(pk=request.pk).message}")
             self.stdout.write(f"Node {node.number} ({address}) added")
         if enable:
-            with transaction.atomic():
+            with config.change():
                 Node.objects.filter(enabled=False).update(enabled=True, enabled_at=timezone.now())
-                config.commit_generation()
