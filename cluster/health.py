@@ -20,6 +20,9 @@ from cluster.status import Status, cluster_summary, node_status
 from firmware import rollout
 
 PROBE_TIMEOUT = 1.5
+ROUND_DEADLINE = 2.0  # a round records every node within this, answered or not
+# Shared by the rounds, and not waited for: a probe stuck on a hung node finishes in the background.
+_probes = ThreadPoolExecutor(max_workers=64, thread_name_prefix="health-probe")
 _running = threading.Lock()
 
 
@@ -36,14 +39,23 @@ def check_all():
         # Checks go over the interface marked "Use for Cluster checks" (Network Setup).
         addresses = check_addresses(nodes)
         behind = []
-        with ThreadPoolExecutor(max_workers=max(1, min(32, len(nodes)))) as pool:
-            futures = {pool.submit(probe, n, cluster.shared_address, addresses[n.pk]): n for n in nodes}
+        futures = {_probes.submit(probe, n, cluster.shared_address, addresses[n.pk]): n for n in nodes}
+        waiting = set(futures)
+        try:
             # Recorded as each answer comes: a node that is slow to answer never delays the others'.
-            for future in as_completed(futures):
+            for future in as_completed(futures, timeout=ROUND_DEADLINE):
+                waiting.discard(future)
                 node, report = futures[future], future.result()
                 record(node, report, timezone.now())
                 if not isinstance(report, Exception) and report.get("generation", 0) < latest:
                     behind.append(node.pk)
+        except TimeoutError:
+            pass
+        # A node whose probe is still stuck (connecting to a hung machine) has not answered: the
+        # round ends on time, so that the next one is not late for every other node.
+        for future in waiting:
+            node = futures[future]
+            record(node, ssh.CommandTimeout(node.target, f"no answer within {ROUND_DEADLINE:g} s"), timezone.now())
         if behind:
             # The catch-up push runs on its own, never inside the round that found it.
             from cluster.tasks import push_config

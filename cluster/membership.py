@@ -115,9 +115,10 @@ def _check_can_add(address):
         raise Refused(f"The licence allows at most {settings.LICENSE_MAX_NODES} nodes; the cluster has them all")
 
 
-# A worker holds a join or a delete this long; a request still unfinished after it lost its
-# worker, and the health round hands it to another (every step can run twice without harm).
-LEASE = timedelta(seconds=60)
+def lease():
+    """How long a worker holds a join or a delete: unfinished after that, its worker died, and the
+    health round hands it to another (every step can run twice without harm)."""
+    return timedelta(seconds=settings.TASK_LEASE_SECONDS)
 
 
 def _lease(now):
@@ -128,7 +129,7 @@ def carry_out_join(join_id, now=None):
     """The worker's half of Add New Node, resumable from the request's step; the outcome is on the row."""
     now = now or timezone.now()
     claimed = JoinRequest.objects.filter(_lease(now), pk=join_id, state=JoinRequest.State.PENDING)
-    if not claimed.update(lease_until=now + LEASE):
+    if not claimed.update(lease_until=now + lease()):
         return None  # done, refused, or another worker holds it
     join = JoinRequest.objects.get(pk=join_id)
     try:
@@ -239,7 +240,7 @@ def resume_stale(now):
     from cluster.tasks import add_node, remove_node
 
     stale = JoinRequest.objects.filter(state=JoinRequest.State.PENDING).filter(
-        Q(lease_until__lt=now) | Q(lease_until__isnull=True, created_at__lt=now - LEASE)
+        Q(lease_until__lt=now) | Q(lease_until__isnull=True, created_at__lt=now - lease())
     )
     for pk in stale.values_list("pk", flat=True):
         add_node.delay(pk)
@@ -354,7 +355,7 @@ def carry_out_delete(node_id, now=None):
     claimed = Node.objects.filter(pk=node_id, removing=True).filter(
         Q(removing_until__isnull=True) | Q(removing_until__lt=now)
     )
-    if not claimed.update(removing_until=now + LEASE):
+    if not claimed.update(removing_until=now + lease()):
         return
     node = Node.objects.get(pk=node_id)
     pool = ssh.get_pool()
