@@ -180,6 +180,9 @@ NODE_WUI_PORT = env.int("NODE_WUI_PORT", default=8000)
 # The seed: an enabled node comes into rotation only after it has been up this long.
 NODE_WARMUP_SECONDS = env.int("NODE_WARMUP_SECONDS", default=30)
 
+# A worker holds a join or a delete this long; after it, the health round hands it to another worker.
+TASK_LEASE_SECONDS = env.int("TASK_LEASE_SECONDS", default=60)
+
 # Licence: the most nodes this cluster may have.
 LICENSE_MAX_NODES = env.int("LICENSE_MAX_NODES", default=64)
 
