@@ -196,12 +196,16 @@ def test_delete_survives_a_worker_killed_between_two_steps(admin_client, celery_
 
 @contextmanager
 def frozen(unit):
-    """Every process of the unit stops (SIGSTOP), as a hung machine: its sshd sessions and agents."""
+    """The unit stops (SIGSTOP) as a hung machine would: its sshd (no new session gets a banner),
+    its sessions and its agents."""
+    listener = (unit.run / "sshd.pid").read_text().strip()
+    subprocess.run(["kill", "-STOP", listener], check=True)
     subprocess.run(["pkill", "-STOP", "-u", unit.user], check=False)
     try:
         yield
     finally:
         subprocess.run(["pkill", "-CONT", "-u", unit.user], check=False)
+        subprocess.run(["kill", "-CONT", listener], check=True)
 
 
 def test_one_hung_node_during_a_push_never_makes_the_others_look_down(admin_client, units):
