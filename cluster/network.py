@@ -18,6 +18,7 @@ from django.views.decorators.http import require_POST
 from cluster import config, events
 from cluster.forms import ranged
 from cluster.models import Cluster, Interface, Node, NodeInterface
+from wui.text import short
 
 CHECKS_REQUIRED = "At least one interface must be used for cluster checks"
 MAX_ADDITIONAL = 64
@@ -38,7 +39,7 @@ def parse_interface_address(value, label):
         interface = ipaddress.IPv4Interface(text)
     except ValueError:
         raise forms.ValidationError(
-            f"{label}: {text!r} is not an IPv4 address/prefix; enter one such as 10.0.0.5/24"
+            f"{label}: {short(text)} is not an IPv4 address/prefix; enter one such as 10.0.0.5/24"
         ) from None
     if "/" not in text:
         raise forms.ValidationError(f"{label}: {text} has no prefix; enter address/prefix such as {text}/24")
@@ -57,7 +58,9 @@ def parse_address(value, label):
     try:
         address = ipaddress.IPv4Address(text)
     except ValueError:
-        raise forms.ValidationError(f"{label}: {text!r} is not an IPv4 address; enter one such as 10.0.0.90") from None
+        raise forms.ValidationError(
+            f"{label}: {short(text)} is not an IPv4 address; enter one such as 10.0.0.90"
+        ) from None
     _check_host(address, label)
     return str(address)
 

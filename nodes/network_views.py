@@ -14,6 +14,7 @@ from django.shortcuts import redirect, render
 from cluster.models import Interface
 from cluster.network import host, parse_interface_address
 from nodes import agent
+from wui.text import short
 
 LOCAL_FILE = "local_network.json"
 
@@ -34,7 +35,7 @@ class LocalInterfaceForm(forms.Form):
     def clean_interface(self):
         name = self.cleaned_data["interface"]
         if name not in {row["name"] for row in self.rows}:
-            raise forms.ValidationError(f"Interface: this unit has no interface {name!r}")
+            raise forms.ValidationError(f"Interface: this unit has no interface {short(name)}")
         return name
 
     def clean_address(self):
