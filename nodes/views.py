@@ -1,6 +1,8 @@
 """A unit's own WUI: its facts, Create New Cluster / Add to Cluster, the join endpoint, reboot."""
 
+import contextlib
 import json
+import threading
 from datetime import UTC, datetime
 
 from django.conf import settings
@@ -16,6 +18,7 @@ from cluster.forms import SharedAddressForm
 from cluster.models import Cluster
 from nodes import agent
 from nodes.local import own_address, unit_mode
+from wui import text
 
 PLANNED = {
     "virtual_services": "Virtual Services",
@@ -45,11 +48,22 @@ def backup_restore(request):
 
 def cluster_control(request):
     cluster = Cluster.get()
-    context = {"cluster": cluster, "mode": unit_mode(), "membership": agent.membership(), "offer": agent.join_offer()}
+    state = agent.membership()
+    context = {
+        "cluster": cluster,
+        "mode": state.get("mode", "standalone"),
+        "membership": state,
+        "offer": agent.join_offer(),
+        "join_window_minutes": agent.JOIN_WINDOW // 60,
+    }
     template = "nodes/cluster_control.html"
     if request.htmx and not request.htmx.boosted:
         template += "#join"
-    return render(request, template, context)
+    response = render(request, template, context)
+    if request.htmx and request.GET.get("was", context["mode"]) != context["mode"]:
+        # Joining or back to standalone changes the menu too, which the polled part does not hold.
+        response["HX-Refresh"] = "true"
+    return response
 
 
 @require_POST
@@ -99,26 +113,53 @@ def _addresses(facts):
 @csrf_exempt  # called by the cluster's control plane, not a browser; the one-time code is the credential
 @require_POST
 def join(request):
+    """The cluster's side of Add New Node talks to the unit here; the one-time code is the credential.
+
+    JSON object with "code" and one of:
+      "check": true      verify the code without using it; answers the unit's facts.
+      "cluster_key", "shared_address"
+                         accept: authorise the key, become "joining"; answers the facts.
+      "abort": true      undo a join not finished: forget the key, standalone; answers {"mode": "standalone"}.
+    While the unit is joining, check and accept with the same code (and key) answer the same again.
+    Refusals are {"error": reason}: 400 malformed, 409 not waiting (or already joining or in a cluster),
+    403 wrong or expired code, 413 too large.
+    """
     if len(request.body) > MAX_JOIN_BODY:
         return JsonResponse({"error": "request too large"}, status=413)
     try:
         payload = json.loads(request.body)
-        code = str(payload["code"])
+        code = payload["code"]
     except (ValueError, KeyError, TypeError):
         return JsonResponse({"error": "expected JSON with a join code"}, status=400)
     try:
+        if payload.get("abort"):
+            return JsonResponse(agent.abort_join(code))
         if payload.get("check"):
-            return JsonResponse(_check_code(code))
-        facts = agent.accept_join(code, str(payload.get("cluster_key", "")), str(payload.get("shared_address", "")))
+            agent.check_join_code(code)
+            return JsonResponse(agent.facts())
+        facts = agent.accept_join(code, payload.get("cluster_key"), payload.get("shared_address"))
+    except agent.Malformed as exc:
+        got = f" (got {text.short(code, 12)})" if isinstance(code, str) else ""
+        return JsonResponse({"error": f"{exc}{got}"}, status=400)
+    except agent.NotWaiting as exc:
+        return JsonResponse({"error": str(exc)}, status=409)
     except agent.AgentError as exc:
-        return JsonResponse({"error": str(exc)}, status=409 if "not waiting" in str(exc) else 403)
+        return JsonResponse({"error": str(exc)}, status=403)
+    _look_again_after_the_window()
     return JsonResponse(facts)
 
 
-def _check_code(code):
-    """Verify the code without using it up: the cluster first checks the hardware."""
-    agent.check_join_code(code)
-    return agent.facts()
+def _look_again_after_the_window():
+    """A join the cluster never finishes is undone on time even when no one reads the membership."""
+    timer = threading.Timer(agent.JOIN_WINDOW + 1, _read_membership)
+    timer.daemon = True
+    timer.start()
+
+
+def _read_membership():
+    # Reading the membership undoes a lapsed join; if it fails, the next reader does it.
+    with contextlib.suppress(agent.AgentError, OSError):
+        agent.membership()
 
 
 def reboot(request):
