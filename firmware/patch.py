@@ -1,12 +1,17 @@
 """Firmware patches: the format, the builder and the verifier (see FORMAT.md).
 
-Standard library and ``cryptography`` only, no Django: the node agent is to
-reuse the verifier. Every refusal is a ``PatchError`` whose message tells the
-operator what is wrong and, where it helps, what to do.
+Standard library and ``cryptography`` only, no Django (``wui.bounded`` and
+``wui.text`` are standard library too): the node agent is to reuse the
+verifier. Every refusal is a ``PatchError`` whose message tells the operator
+what is wrong and, where it helps, what to do; a value from the file is quoted
+as a short prefix only.
 
 Archives are read as streams (``tarfile`` mode ``r|``) in chunks: a patch may
 be hundreds of MiB and is never held in memory; only manifest.json and
-manifest.sig are read whole, and both have a small size cap.
+manifest.sig are read whole, and both have a small size cap. A patch costs
+little to refuse: the manifest and its signature come first and are checked
+before any payload byte is decompressed, and from then on the stream may not
+decompress to more than the manifest declares.
 """
 
 import base64
@@ -20,13 +25,16 @@ import re
 import tarfile
 import zlib
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from wui import bounded
+from wui.text import short
 
 FORMAT = 1
 NAME = "flotilla"
@@ -37,6 +45,10 @@ CHUNK = 2**20
 MAX_MANIFEST_BYTES = 8 * 2**20  # read whole, so capped: about 60,000 files
 MAX_SIGNATURE_BYTES = 1024
 GZIP_MAGIC = b"\x1f\x8b"
+# Tar's own bytes around the members: headers, PAX records (a long path), padding to 512 bytes,
+# the end-of-archive blocks and record padding, and tarfile's read-ahead of one record.
+HEAD_ROOM = 64 * 1024
+MEMBER_ROOM = 4 * 1024
 # Three numbers, no leading zeros: "1.01.0" would otherwise equal "1.1.0".
 VERSION_RE = re.compile(r"(0|[1-9][0-9]{0,8})(\.(0|[1-9][0-9]{0,8})){2}")
 SHA256_RE = re.compile(r"[0-9a-f]{64}")
@@ -72,7 +84,7 @@ class Manifest:
 
 def parse_version(text):
     if not isinstance(text, str) or not VERSION_RE.fullmatch(text):
-        raise PatchError(f"invalid version string {text!r}: a version is three numbers, like 1.2.0")
+        raise PatchError(f"invalid version string {bounded.said(text)}: a version is three numbers, like 1.2.0")
     return tuple(int(part) for part in text.split("."))
 
 
@@ -99,7 +111,7 @@ def load_trusted_keys(encoded):
             keys[base64.b64encode(raw).decode()] = Ed25519PublicKey.from_public_bytes(raw)
         except (binascii.Error, ValueError) as e:
             raise PatchError(
-                f"the trusted key {text!r} is not the base64 of a raw 32-byte ed25519 public key "
+                f"the trusted key {short(text)} is not the base64 of a raw 32-byte ed25519 public key "
                 "(check FIRMWARE_TRUSTED_KEYS)"
             ) from e
     if not keys:
@@ -120,14 +132,16 @@ def human_size(n):
 def check_name(name):
     """Refuse a path that could land outside the patch, or that a patch does not hold."""
     if name.startswith("/"):
-        raise PatchError(f"member {name!r} has an absolute path; a patch holds relative paths only")
+        raise PatchError(f"member {short(name)} has an absolute path; a patch holds relative paths only")
     parts = name.split("/")
     if ".." in parts:
-        raise PatchError(f"member {name!r} climbs out of the patch with '..'")
+        raise PatchError(f"member {short(name)} climbs out of the patch with '..'")
     if "" in parts or "." in parts:
-        raise PatchError(f"member {name!r} is not a plain relative path")
+        raise PatchError(f"member {short(name)} is not a plain relative path")
     if name not in (MANIFEST, SIGNATURE) and not name.startswith(PAYLOAD):
-        raise PatchError(f"unexpected member {name!r}: a patch holds only {MANIFEST}, {SIGNATURE} and {PAYLOAD} files")
+        raise PatchError(
+            f"unexpected member {short(name)}: a patch holds only {MANIFEST}, {SIGNATURE} and {PAYLOAD} files"
+        )
 
 
 _KINDS = (
@@ -145,7 +159,7 @@ def check_member(member):
     if member.type in (tarfile.REGTYPE, tarfile.AREGTYPE):
         return
     kind = next((label for test, label in _KINDS if test(member)), f"of tar type {member.type!r}")
-    raise PatchError(f"member {member.name!r} is {kind}; a patch holds regular files only")
+    raise PatchError(f"member {short(member.name)} is {kind}; a patch holds regular files only")
 
 
 # Reading an archive
@@ -165,17 +179,40 @@ class _HashingReader:
 
 
 class _Decompressed:
-    """gzip over the raw file; a damaged stream is said as such, not as a zlib error."""
+    """gzip over the raw file; a damaged stream is said as such, not as a zlib error.
+
+    It never decompresses more than ``limit`` bytes (and one more, to know): a few KiB of gzip
+    can expand to GiB, and every byte of it would cost time before anything else is refused.
+    """
 
     def __init__(self, raw):
         self.source = _HashingReader(raw)
         self.gz = gzip.GzipFile(fileobj=self.source, mode="rb")
+        self.total = 0
+        # Until the manifest is checked, only it and its signature may come.
+        self.limit = MAX_MANIFEST_BYTES + MAX_SIGNATURE_BYTES + HEAD_ROOM
+        self.over = (
+            f"the patch does not begin with {MANIFEST} and {SIGNATURE}: build patches with 'manage.py build_firmware'"
+        )
+
+    def expect(self, files, more=0):
+        """From here on, only the listed files, ``more`` bytes and tar's own bytes may come."""
+        listed = sum(e.size + MEMBER_ROOM + 2 * len(n) for n, e in files.items())
+        self.limit = self.total + HEAD_ROOM + listed + more
+        self.over = f"the patch holds more than its {MANIFEST} declares: do not install it"
 
     def read(self, size=-1):
+        if self.limit is not None:
+            room = self.limit - self.total + 1
+            size = room if size < 0 else min(size, room)
         try:
-            return self.gz.read(size)
+            data = self.gz.read(size)
         except (EOFError, zlib.error, OSError) as e:
             raise _damaged(e) from e
+        self.total += len(data)
+        if self.limit is not None and self.total > self.limit:
+            raise PatchError(self.over)
+        return data
 
     def finish(self):
         """Read to the end (gzip checks its CRC and length only there); the file's sha256."""
@@ -208,13 +245,17 @@ def _open_tar(stream):
 
 @contextmanager
 def _reading(path):
-    """(tar, stream) over the patch at path, as a stream; damage becomes a PatchError."""
+    """(members, tar, stream) over the patch at path, as a stream; damage becomes a PatchError.
+
+    members is one iterator over the archive: the manifest's two members are taken from it first,
+    then the payload.
+    """
     with open(path, "rb") as raw:
         _check_magic(raw)
         stream = _Decompressed(raw)
         try:
             with _open_tar(stream) as tar:
-                yield tar, stream
+                yield iter(tar), tar, stream
         except tarfile.TarError as e:
             raise _damaged(e) from e
         finally:
@@ -224,24 +265,22 @@ def _reading(path):
 # verify()
 
 
-@dataclass
-class _Contents:
-    manifest: bytes | None = None
-    signature: bytes | None = None
-    payload: dict = field(default_factory=dict)  # name -> FileEntry as found
-    seen: set = field(default_factory=set)
-
-
 def verify(path, trusted_keys, max_bytes, running_version, allow_downgrade=False):
-    """The verified Manifest of the patch at path (with its sha256 and size), or PatchError."""
+    """The verified Manifest of the patch at path (with its sha256 and size), or PatchError.
+
+    The manifest and its signature are checked before any payload byte is read: a patch that is
+    not from a trusted key costs a few KiB of decompression, whatever it carries.
+    """
     size = _check_size(path, max_bytes)
     keys = load_trusted_keys(trusted_keys)
-    with _reading(path) as (tar, stream):
-        contents = _scan(tar)
+    with _reading(path) as (members, tar, stream):
+        data, signature = _head(members, tar)
+        manifest = _signed_manifest(data, signature, keys)
+        check_newer(manifest.version, running_version, allow_downgrade)
+        stream.expect(manifest.files)
+        found = _scan_payload(members, tar, manifest.files)
         digest = stream.finish()
-    manifest = _signed_manifest(contents, keys)
-    _check_payload(manifest.files, contents.payload)
-    check_newer(manifest.version, running_version, allow_downgrade)
+    _check_payload(manifest.files, found)
     return replace(manifest, sha256=digest, size=size)
 
 
@@ -257,25 +296,41 @@ def _check_size(path, max_bytes):
     return size
 
 
-def _scan(tar):
-    """Walk the members once: keep the manifest and signature, hash each payload file."""
-    contents = _Contents()
-    for member in tar:
+def _head(members, tar):
+    """The bytes of manifest.json and manifest.sig, which the format puts first, in that order."""
+    first = next(members, None)
+    if first is not None:
+        check_member(first)
+    if first is None or first.name != MANIFEST:
+        raise PatchError(
+            f"the patch has no {MANIFEST} as its first member; build patches with 'manage.py build_firmware'"
+        )
+    data = _read_small(first, tar.extractfile(first), MAX_MANIFEST_BYTES)
+    second = next(members, None)
+    if second is not None:
+        check_member(second)
+        if second.name == MANIFEST:
+            raise PatchError(f"member {short(MANIFEST)} appears twice in the patch")
+    if second is None or second.name != SIGNATURE:
+        raise PatchError(f"the patch has no {SIGNATURE}: it is not signed")
+    return data, _read_small(second, tar.extractfile(second), MAX_SIGNATURE_BYTES)
+
+
+def _scan_payload(members, tar, listed):
+    """Hash each payload file, refusing one the manifest does not list, or of another size, before reading it."""
+    found = {}
+    for member in members:
         check_member(member)
-        if member.name in contents.seen:
-            raise PatchError(f"member {member.name!r} appears twice in the patch")
-        contents.seen.add(member.name)
-        _take(contents, member, tar.extractfile(member))
-    return contents
-
-
-def _take(contents, member, f):
-    if member.name == MANIFEST:
-        contents.manifest = _read_small(member, f, MAX_MANIFEST_BYTES)
-    elif member.name == SIGNATURE:
-        contents.signature = _read_small(member, f, MAX_SIGNATURE_BYTES)
-    else:
-        contents.payload[member.name] = _copy(f)
+        name = member.name
+        if name in found or name in (MANIFEST, SIGNATURE):
+            raise PatchError(f"member {short(name)} appears twice in the patch")
+        entry = listed.get(name)
+        if entry is None:
+            raise PatchError(f"{short(name)} is in the patch but not listed in the manifest")
+        _check_size_of(name, member.size, entry)
+        found[name] = _copy(tar.extractfile(member))
+        _check_entry(name, found[name], entry)
+    return found
 
 
 def _read_small(member, f, limit):
@@ -298,28 +353,24 @@ def _copy(f, out=None):
 # The manifest
 
 
-def _signed_manifest(contents, keys):
-    if contents.manifest is None:
-        raise PatchError(f"the patch has no {MANIFEST}; build patches with 'manage.py build_firmware'")
-    if contents.signature is None:
-        raise PatchError(f"the patch has no {SIGNATURE}: it is not signed")
-    document = parse_manifest(contents.manifest)
-    _check_signature(document, contents.manifest, contents.signature, keys)
+def _signed_manifest(data, signature, keys):
+    document = parse_manifest(data)
+    _check_signature(document, data, signature, keys)
     return manifest_from(document)
 
 
 def parse_manifest(data):
     """The manifest document, checked for its format before anything else is read from it."""
     try:
-        document = json.loads(data)
-    except (UnicodeDecodeError, ValueError) as e:
-        raise PatchError(f"{MANIFEST} is not valid JSON ({e})") from e
+        document = bounded.load(data, MANIFEST, MAX_MANIFEST_BYTES)
+    except bounded.BoundedJSONError as e:
+        raise PatchError(str(e)) from e
     if not isinstance(document, dict):
         raise PatchError(f"{MANIFEST} is not a JSON object")
     fmt = document.get("format")
     if type(fmt) is not int or fmt != FORMAT:
         raise PatchError(
-            f"unknown patch format {fmt!r}: this software reads format {FORMAT} only; "
+            f"unknown patch format {bounded.said(fmt)}: this software reads format {FORMAT} only; "
             "install a release that understands the newer format first"
         )
     return document
@@ -330,7 +381,9 @@ def _check_signature(document, data, signature, keys):
     if not isinstance(key, str) or not key:
         raise PatchError(f"{MANIFEST} does not say which key signed it")
     if key not in keys:
-        raise PatchError(f"signed by an unknown key {key}: it is not one of the trusted firmware keys")
+        # A well-formed key is quoted whole: the operator compares it with FIRMWARE_TRUSTED_KEYS.
+        said = key if re.fullmatch(r"[A-Za-z0-9+/]{43}=", key) else short(key)
+        raise PatchError(f"signed by an unknown key {said}: it is not one of the trusted firmware keys")
     try:
         raw = base64.b64decode(signature.strip(), validate=True)
         keys[key].verify(raw, data)
@@ -343,7 +396,7 @@ def _check_signature(document, data, signature, keys):
 
 def manifest_from(document):
     if document.get("name") != NAME:
-        raise PatchError(f"this patch is for {document.get('name')!r}, not {NAME}")
+        raise PatchError(f"this patch is for {bounded.said(document.get('name'))}, not {NAME}")
     parse_version(document.get("version"))
     if not isinstance(document.get("created"), str):
         raise PatchError(f"{MANIFEST} has no creation time")
@@ -363,7 +416,7 @@ def _entries(files):
     for name, entry in files.items():
         check_name(name)
         if not name.startswith(PAYLOAD) or not _well_formed(entry):
-            raise PatchError(f"{MANIFEST} has a malformed entry for {name!r}")
+            raise PatchError(f"{MANIFEST} has a malformed entry for {short(name)}")
         entries[name] = FileEntry(entry["sha256"], entry["size"])
     return entries
 
@@ -378,26 +431,32 @@ def _well_formed(entry):
     )
 
 
+def _check_size_of(name, size, entry):
+    if size != entry.size:
+        raise PatchError(f"size mismatch for {name}: {size} bytes, the manifest says {entry.size}")
+
+
+def _check_entry(name, found, entry):
+    _check_size_of(name, found.size, entry)
+    if found.sha256 != entry.sha256:
+        raise PatchError(f"checksum mismatch for {name}: the file was changed after the patch was signed")
+
+
 def _check_payload(listed, found):
     if missing := sorted(listed.keys() - found.keys()):
         raise PatchError(f"{missing[0]} is listed in the manifest but missing from the patch")
     if unlisted := sorted(found.keys() - listed.keys()):
-        raise PatchError(f"{unlisted[0]} is in the patch but not listed in the manifest")
+        raise PatchError(f"{short(unlisted[0])} is in the patch but not listed in the manifest")
     for name in sorted(listed):
-        if found[name].size != listed[name].size:
-            raise PatchError(
-                f"size mismatch for {name}: {found[name].size} bytes, the manifest says {listed[name].size}"
-            )
-        if found[name].sha256 != listed[name].sha256:
-            raise PatchError(f"checksum mismatch for {name}: the file was changed after the patch was signed")
+        _check_entry(name, found[name], listed[name])
 
 
 def read_manifest(path):
     """The manifest of a patch that verify() accepted earlier, for display only: nothing is checked again."""
-    with _reading(path) as (tar, _stream):
-        for member in tar:
-            if member.name == MANIFEST and member.isreg():
-                return manifest_from(parse_manifest(_read_small(member, tar.extractfile(member), MAX_MANIFEST_BYTES)))
+    with _reading(path) as (members, tar, _stream):
+        first = next(members, None)
+        if first is not None and first.name == MANIFEST and first.isreg():
+            return manifest_from(parse_manifest(_read_small(first, tar.extractfile(first), MAX_MANIFEST_BYTES)))
     raise PatchError(f"the patch has no {MANIFEST}")
 
 
@@ -409,17 +468,28 @@ def extract(path, dest_dir, manifest=None):
 
     Paths and member types are checked again. Pass the Manifest that verify()
     returned to have every file's size and checksum checked again as it is
-    written, in case the file changed since. On a refusal dest_dir may hold
+    written, in case the file changed since (a file not listed, or of another
+    size, is refused before anything of it is written, and the stream may not
+    hold more than the manifest declares). On a refusal dest_dir may hold
     part of the payload: extract into a fresh directory and discard it then.
     Returns the payload names written.
     """
     dest = Path(dest_dir).resolve()
     written = {}
-    with _reading(path) as (tar, _stream):
-        for member in tar:
+    with _reading(path) as (members, tar, stream):
+        if manifest is None:
+            stream.limit = None  # the caller has checked nothing: no size to hold it to
+        else:
+            stream.expect(manifest.files, MAX_MANIFEST_BYTES + MAX_SIGNATURE_BYTES)
+        for member in members:
             check_member(member)
-            if member.name.startswith(PAYLOAD):
-                written[member.name] = _write(dest, member, tar.extractfile(member))
+            if not member.name.startswith(PAYLOAD):
+                continue
+            if manifest is not None:
+                if member.name not in manifest.files:
+                    raise PatchError(f"{short(member.name)} is in the patch but not listed in the manifest")
+                _check_size_of(member.name, member.size, manifest.files[member.name])
+            written[member.name] = _write(dest, member, tar.extractfile(member))
     if manifest is not None:
         _check_payload(manifest.files, written)
     return sorted(written)

@@ -9,6 +9,7 @@ import os
 import re
 import stat
 import tarfile
+import time
 import tracemalloc
 
 import pytest
@@ -342,7 +343,7 @@ def test_a_listed_file_missing_from_the_payload_is_refused(good, tmp_path, trust
 
 def test_a_payload_file_not_in_the_manifest_is_refused(good, tmp_path, trusted):
     path = with_member(good, tmp_path, regular("payload/extra.sh", b"rm -rf /\n"))
-    refused(path, trusted, r"^payload/extra\.sh is in the patch but not listed in the manifest")
+    refused(path, trusted, r"^'payload/extra\.sh' is in the patch but not listed in the manifest")
 
 
 def test_a_tampered_payload_byte_is_refused_naming_the_file(good, tmp_path, trusted):
@@ -353,6 +354,139 @@ def test_a_tampered_payload_byte_is_refused_naming_the_file(good, tmp_path, trus
 def test_a_payload_file_of_another_size_is_refused_naming_the_file(good, tmp_path, trusted):
     path = write(tmp_path / "bad.patch", replaced(members_of(good), "payload/docs/readme.txt", b"Flotilla 1.1.0!\n"))
     refused(path, trusted, r"^size mismatch for payload/docs/readme\.txt: 16 bytes, the manifest says 15")
+
+
+# Refusals cost little: a crafted patch is refused before its payload is decompressed
+
+BLOB = 2**30  # 1 GiB of zeros: about 1 MiB of gzip, some 3 s of CPU to decompress and hash whole
+ZEROS = gzip.compress(b"\0" * 2**20, compresslevel=9)
+
+
+def tar_head(name, size, kind=tarfile.REGTYPE):
+    info = tarfile.TarInfo(name)
+    info.size, info.type, info.mode = size, kind, 0o644
+    return info.tobuf(tarfile.PAX_FORMAT)
+
+
+def bomb(path, before, name, size, kind=tarfile.REGTYPE):
+    """A gzip of: the tar bytes ``before``, a member ``name`` declaring ``size`` bytes of zeros, and the
+    end of the archive. The zeros are the same 1 MiB gzip member over and over (a valid gzip file,
+    which ``tar xzf`` reads), so the file is small and costs nothing to make."""
+    assert size % 2**20 == 0
+    with open(path, "wb") as f:
+        f.write(gzip.compress(before + tar_head(name, size, kind)))
+        for _ in range(size // 2**20):
+            f.write(ZEROS)
+        f.write(gzip.compress(b"\0" * 1024))
+    return path
+
+
+def tar_bytes(members):
+    """The tar bytes of members, without the end of the archive: more members may follow."""
+    out = io.BytesIO()
+    tar = tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT)
+    for info, data in members:
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def manifest_for(signer, files, claimed_key=None):
+    document = {
+        "created": CREATED,
+        "files": {name: {"sha256": "0" * 64, "size": size} for name, size in files.items()},
+        "format": 1,
+        "key": claimed_key or patch.public_key_text(signer),
+        "name": "flotilla",
+        "version": "1.1.0",
+    }
+    return signed_manifest(document, signer)
+
+
+def cpu_refused(path, trusted, match, **kwargs):
+    """The refusal, and the CPU time it took."""
+    start = time.process_time()
+    refused(path, trusted, match, **kwargs)
+    return time.process_time() - start
+
+
+def test_a_patch_signed_by_an_unknown_key_is_refused_before_its_payload_is_read(tmp_path, trusted):
+    stranger = patch.new_private_key()
+    head = tar_bytes(manifest_for(stranger, {"payload/blob.bin": BLOB}))
+    path = bomb(tmp_path / "stranger.patch", head, "payload/blob.bin", BLOB)
+    assert path.stat().st_size < 2 * 2**20
+    assert cpu_refused(path, trusted, r"^signed by an unknown key") < 0.3
+
+
+def test_a_patch_with_a_bad_signature_is_refused_before_its_payload_is_read(tmp_path, trusted, key):
+    forger = patch.new_private_key()
+    head = tar_bytes(manifest_for(forger, {"payload/blob.bin": BLOB}, claimed_key=trusted[0]))
+    path = bomb(tmp_path / "forged.patch", head, "payload/blob.bin", BLOB)
+    assert cpu_refused(path, trusted, r"^bad signature") < 0.3
+
+
+def test_a_payload_larger_than_the_manifest_declares_is_refused_before_it_is_read(good, tmp_path, trusted):
+    # A signed manifest taken from a real patch, with a payload of another size behind it.
+    head = tar_bytes(members_of(good)[:2])
+    path = bomb(tmp_path / "swapped.patch", head, "payload/docs/readme.txt", BLOB)
+    match = rf"^size mismatch for payload/docs/readme\.txt: {BLOB} bytes, the manifest says 15"
+    assert cpu_refused(path, trusted, match) < 0.3
+
+
+def test_bytes_beyond_what_the_manifest_declares_are_refused_as_soon_as_they_pass_it(good, tmp_path, trusted):
+    path = tmp_path / "padded.patch"
+    with open(path, "wb") as f:
+        f.write(good.read_bytes())  # a whole patch, then a second gzip member of zeros: tar ignores it
+        for _ in range(BLOB // 2**20):
+            f.write(ZEROS)
+    assert cpu_refused(path, trusted, r"^the patch holds more than its manifest\.json declares") < 0.3
+
+
+def test_a_huge_tar_header_before_the_manifest_is_refused_before_it_is_read(tmp_path, trusted):
+    size = 256 * 2**20  # tarfile reads a PAX header whole: this one would take 256 MiB of memory
+    path = bomb(tmp_path / "pax.patch", b"", "././@PaxHeader", size, tarfile.XHDTYPE)
+    tracemalloc.start()
+    try:
+        start = time.process_time()
+        refused(path, trusted, r"^the patch does not begin with manifest\.json and manifest\.sig")
+        cpu = time.process_time() - start
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert cpu < 0.3 and peak < 32 * 2**20
+
+
+def test_a_manifest_that_is_not_first_is_refused_before_anything_else_is_read(good, tmp_path, trusted):
+    members = members_of(good)
+    path = write(tmp_path / "late.patch", [members[2], *members[:2], members[3]])
+    refused(path, trusted, r"^the patch has no manifest\.json as its first member")
+
+
+@pytest.mark.parametrize(
+    ("manifest", "match"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, r"^manifest\.json nests deeper than 32 levels"),
+        (b'{"format": 1, "size": Infinity}', r"^manifest\.json is not valid JSON \(Infinity is not a number"),
+        (b'{"format": 1, "size": NaN}', r"^manifest\.json is not valid JSON \(NaN is not a number"),
+        (b'{"format": 1, "size": 1e999}', r"^manifest\.json is not valid JSON \(the number '1e999' is too large\)"),
+        (b"[" + b"0," * 600_000 + b"0]", r"^manifest\.json holds more than 500000 values"),
+    ],
+    ids=["deep", "infinity", "nan", "overflow", "many"],
+)
+def test_a_manifest_that_json_would_choke_on_is_refused_with_a_reason(good, tmp_path, trusted, manifest, match):
+    members = members_of(good)
+    path = write(tmp_path / "bad.patch", replaced(members, "manifest.json", manifest))
+    refused(path, trusted, match)
+
+
+def test_a_long_value_in_a_refusal_is_quoted_as_a_short_prefix(good, tmp_path, trusted, key):
+    long = "loadmaster-" + "x" * 5000
+    with pytest.raises(PatchError) as refusal:
+        verify(resigned(good, tmp_path, key, name=long), trusted)
+    assert "loadmaster-xxx" in str(refusal.value) and len(str(refusal.value)) < 200
+    with pytest.raises(PatchError) as refusal:
+        verify(resigned(good, tmp_path, key, format="9" * 5000), trusted)
+    assert len(str(refusal.value)) < 200
 
 
 # Refusals: version
