@@ -1,29 +1,54 @@
 """Backup/Restore of the configuration: the backup file, its checks, the compatibility report, the restore.
 
-A backup is a gzip-compressed tar holding exactly two regular files, ``header.json`` then
-``content.json``. A tar rather than one JSON document: it is the same container as a firmware
-patch (the same member checks apply), ``tar xzf`` lets an operator look inside, and later members
-(certificates, say) fit without base64 inside JSON. ``content.json`` is canonical JSON (sorted
-keys, no spaces); the header's ``sha256`` covers the canonical header without that field, a
-newline, and the exact bytes of ``content.json``, so neither the origin nor the settings can be
-changed unnoticed. Every refusal is a ``BackupError`` whose message is for the operator; nothing is
-written before the whole file has been read and checked.
+A backup is a gzip-compressed tar holding exactly two regular files, ``header.json`` then the
+content. A tar rather than one JSON document: it is the same container as a firmware patch (the
+same member checks apply), ``tar xzf`` lets an operator look inside, and later members
+(certificates, say) fit without base64 inside JSON.
+
+Nothing in a backup is taken on trust: it may hold users with their password hashes and the nodes'
+pinned SSH host keys, so an edited one must never restore. Every backup is authenticated with a
+secret, one of two:
+
+- the cluster's own backup key (``settings.BACKUP_KEY_FILE``, made on first use, never in the
+  database and so never in a backup): the content is ``content.json`` (canonical JSON) and the
+  header's ``hmac_sha256`` is an HMAC-SHA256 over the canonical header without that field, a
+  newline and the exact bytes of ``content.json``. Only this cluster (or a unit given a copy of
+  its key file) can restore it; automatic backups are of this kind;
+- an operator's passphrase, for a backup to restore on another cluster or unit: the content is
+  ``content.enc``, ``content.json`` encrypted with AES-256-GCM under a key derived from the
+  passphrase with scrypt; the salt, the scrypt parameters and the nonce are in the header, and the
+  whole canonical header is the associated data, so it cannot be changed either.
+
+Every refusal is a ``BackupError`` whose message is for the operator (a value from the file is
+quoted as a short prefix only); nothing is written before the whole file has been read,
+authenticated and checked. Reading one costs little whatever it holds: the decompressed size of
+each member is bounded by what it can be, and JSON is read through ``wui.bounded``.
 """
 
+import base64
+import binascii
+import contextlib
 import copy
 import gzip
 import hashlib
+import hmac
 import io
 import json
 import os
 import re
+import secrets
 import tarfile
 import time
+import unicodedata
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
@@ -34,18 +59,41 @@ from cluster import config, events, history, network, virtual_services
 from cluster.models import Cluster, Event, Interface, Node, NodeInterface, RealServer, VirtualService
 from firmware.patch import PatchError, human_size, parse_version
 from nodes import agent
+from wui import bounded
+from wui.text import clip, short
 
 FORMAT = "flotilla-backup"
-FORMAT_VERSION = 1
-HEADER, CONTENT = "header.json", "content.json"
+FORMAT_VERSION = 2
+HEADER, CONTENT, SEALED = "header.json", "content.json", "content.enc"
 GZIP_MAGIC = b"\x1f\x8b"
-MAX_HEADER_BYTES = 64 * 1024
-EXPANSION = 16  # content.json may be this many times the file's limit once decompressed, no more
 CHUNK = 2**20
+# What each member can be once decompressed. A configuration is kilobytes: 64 nodes and thousands of
+# Virtual Services stay well under 8 MiB of JSON, and so under the values wui.bounded allows.
+MAX_HEADER_BYTES = 64 * 1024
+MAX_CONTENT_BYTES = 8 * 2**20
+TAG_BYTES = 16  # AES-GCM's tag, after the encrypted content
+MEMBER_LIMITS = {HEADER: MAX_HEADER_BYTES, CONTENT: MAX_CONTENT_BYTES, SEALED: MAX_CONTENT_BYTES + TAG_BYTES}
+TAR_ROOM = 64 * 1024  # tar's own headers, PAX records, padding and end-of-archive blocks
+MAX_TAR_BYTES = MAX_HEADER_BYTES + MAX_CONTENT_BYTES + TAG_BYTES + TAR_ROOM
+CLUSTER_KEY, PASSPHRASE = "cluster-key", "passphrase"
+MAC_FIELD = "hmac_sha256"
+HEX64 = re.compile(r"[0-9a-f]{64}")
+# scrypt: 32 MiB and some 70 ms per derivation. A backup names its own parameters; a reader runs no
+# more than twice that, so a crafted header cannot make it spend GiB.
+SCRYPT = {"name": "scrypt", "n": 2**15, "r": 8, "p": 1}
+SCRYPT_MAX_N = 2**16
+MIN_PASSPHRASE, MAX_PASSPHRASE = 12, 1024
+CIPHER = "AES-256-GCM"
 LOCAL_NETWORK = "local_network.json"  # a standalone unit's own Network Setup (nodes/network_views.py)
 USER_FIELDS = ("username", "password", "email", "first_name", "last_name", "is_active", "is_staff", "is_superuser")
+USER_TEXT, USER_FLAGS = USER_FIELDS[:5], USER_FIELDS[5:]
 SAVED_NAME = re.compile(r"flotilla-backup-\d{8}T\d{6}Z\.tar\.gz")
 PENDING_TTL = 3600
+ANOTHER_KEY = (
+    "The backup was made by another cluster or unit (or before this unit's backup key was replaced): "
+    "it cannot be authenticated here, so it is not restored. To restore a configuration on another cluster "
+    "or unit, create the backup there with a passphrase"
+)
 
 
 class BackupError(Exception):
@@ -60,6 +108,70 @@ class Backup:
     @property
     def origin(self):
         return self.header["origin"]
+
+
+# --- the cluster's backup key -------------------------------------------------------
+
+
+def cluster_key():
+    """The secret that authenticates this cluster's backups: made once, mode 0600, never in the database."""
+    path = Path(settings.BACKUP_KEY_FILE)
+    if not path.exists():
+        _create_key(path)
+    text = path.read_text(errors="replace").strip()
+    if not HEX64.fullmatch(text):
+        raise BackupError(
+            f"The backup key file {path} is damaged: restore it from a copy, or remove it to make a new one"
+        )
+    return bytes.fromhex(text)
+
+
+def _create_key(path):
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        # A link, not a rename: a key another process made meanwhile is kept, or the backups it
+        # has already authenticated would no longer restore.
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def key_id(key):
+    """Names a key without giving it away: tells a backup of another cluster from an edited one."""
+    return hmac.new(key, b"flotilla backup key id", hashlib.sha256).hexdigest()[:16]
+
+
+def mac(key, header, content_bytes):
+    fields = {k: v for k, v in header.items() if k != MAC_FIELD}
+    return hmac.new(key, config.canonical(fields) + b"\n" + content_bytes, hashlib.sha256).hexdigest()
+
+
+def check_passphrase(passphrase, again):
+    """The passphrase an operator chose for a backup, or BackupError saying what is wrong with it."""
+    if len(passphrase) < MIN_PASSPHRASE:
+        raise BackupError(f"A passphrase has at least {MIN_PASSPHRASE} characters")
+    if len(passphrase) > MAX_PASSPHRASE:
+        raise BackupError(f"A passphrase has at most {MAX_PASSPHRASE} characters")
+    if passphrase != again:
+        raise BackupError("The two passphrases differ: type the same one twice")
+    return passphrase
+
+
+def _derive(passphrase, kdf, salt):
+    # The same passphrase typed on another system may come in another Unicode form.
+    secret = unicodedata.normalize("NFC", passphrase).encode()
+    return Scrypt(salt=salt, length=32, n=kdf["n"], r=kdf["r"], p=kdf["p"]).derive(secret)
+
+
+def _b64(data):
+    return base64.b64encode(data).decode()
 
 
 # --- taking a backup --------------------------------------------------------------
@@ -117,8 +229,11 @@ def _interface_entry(interface):
     }
 
 
-def build(include_users=False, now=None):
-    """The backup file's bytes (a configuration is small: kilobytes, so it is built in memory)."""
+def build(include_users=False, now=None, passphrase=None):
+    """The backup file's bytes (a configuration is small: kilobytes, so it is built in memory).
+
+    Without a passphrase it is authenticated with the cluster's key; with one, encrypted under it.
+    """
     nested = connection.in_atomic_block
     with transaction.atomic():
         if connection.vendor == "postgresql" and not nested:
@@ -138,13 +253,28 @@ def build(include_users=False, now=None):
         # What config.render() gave: a restore into the same kind of unit must give it again.
         "configuration_sha256": hashlib.sha256(rendered).hexdigest(),
     }
-    header["sha256"] = checksum(header, content)
-    return archive({HEADER: json.dumps(header, sort_keys=True, indent=1).encode() + b"\n", CONTENT: content})
+    return seal(header, content, passphrase)
 
 
-def checksum(header, content_bytes):
-    fields = {k: v for k, v in header.items() if k != "sha256"}
-    return hashlib.sha256(config.canonical(fields) + b"\n" + content_bytes).hexdigest()
+def seal(header, content_bytes, passphrase=None):
+    """The backup file of a header and content: authenticated with the cluster's key, or under a passphrase."""
+    header = {k: v for k, v in header.items() if k not in ("protection", "key_id", MAC_FIELD, "kdf", "cipher")}
+    if passphrase is None:
+        key = cluster_key()
+        header.update(protection=CLUSTER_KEY, key_id=key_id(key))
+        header[MAC_FIELD] = mac(key, header, content_bytes)
+        return archive({HEADER: _header_bytes(header), CONTENT: content_bytes})
+    salt, nonce = os.urandom(16), os.urandom(12)
+    header.update(
+        protection=PASSPHRASE, kdf={**SCRYPT, "salt": _b64(salt)}, cipher={"name": CIPHER, "nonce": _b64(nonce)}
+    )
+    key = _derive(passphrase, header["kdf"], salt)
+    sealed = AESGCM(key).encrypt(nonce, content_bytes, config.canonical(header))
+    return archive({HEADER: _header_bytes(header), SEALED: sealed})
+
+
+def _header_bytes(header):
+    return json.dumps(header, sort_keys=True, indent=1).encode() + b"\n"
 
 
 def archive(members):
@@ -168,8 +298,11 @@ def filename(now=None):
 # --- reading and checking a backup -------------------------------------------------
 
 
-def read(path, max_bytes=None, running_version=agent.VERSION):
-    """The checked Backup in the file at path, or BackupError saying what is wrong with it."""
+def read(path, max_bytes=None, running_version=agent.VERSION, passphrase=None):
+    """The checked Backup in the file at path, or BackupError saying what is wrong with it.
+
+    passphrase: what the operator typed with the file, for a backup made with one.
+    """
     max_bytes = max_bytes or settings.BACKUP_MAX_BYTES
     size = os.path.getsize(path)
     if size == 0:
@@ -180,18 +313,17 @@ def read(path, max_bytes=None, running_version=agent.VERSION):
         if raw.read(2) != GZIP_MAGIC:
             raise BackupError("This is not a backup file: a backup is the .tar.gz that Create Backup File downloads")
         raw.seek(0)
-        members = _members(raw, max_bytes * EXPANSION)
+        members = _members(raw)
     header = _header(members)
     _check_version(header, running_version)
-    if checksum(header, members[CONTENT]) != header["sha256"]:
-        raise BackupError("Checksum mismatch: the backup was edited or damaged after it was made")
-    return Backup(header, _content(members[CONTENT], header))
+    data = _authenticated(header, members, passphrase)
+    return Backup(header, _content(data, header))
 
 
-def _members(raw, budget):
+def _members(raw):
     found = {}
     try:
-        _read_through(raw, budget + MAX_HEADER_BYTES + CHUNK)
+        _read_through(raw, MAX_TAR_BYTES)
         with gzip.GzipFile(fileobj=raw, mode="rb") as gz:
             try:
                 tar = tarfile.open(fileobj=gz, mode="r|")
@@ -200,27 +332,31 @@ def _members(raw, budget):
             with tar:
                 for member in tar:
                     _check_member(member, found)
-                    limit = MAX_HEADER_BYTES if member.name == HEADER else budget
-                    if member.size > limit:
+                    if member.size > MEMBER_LIMITS[member.name]:
                         raise BackupError(f"{member.name} is {human_size(member.size)}, over its limit")
                     found[member.name] = tar.extractfile(member).read()
     except (EOFError, zlib.error, gzip.BadGzipFile, tarfile.TarError, OSError) as e:
         raise BackupError(f"The backup is truncated or damaged ({e}); use another copy") from e
-    for name in (HEADER, CONTENT):
-        if name not in found:
-            raise BackupError(f"This is not a backup file: it has no {name}")
+    if HEADER not in found:
+        raise BackupError(f"This is not a backup file: it has no {HEADER}")
+    if CONTENT not in found and SEALED not in found:
+        raise BackupError(f"This is not a backup file: it has no {CONTENT}")
     return found
 
 
 def _read_through(raw, limit):
     """gzip checks its CRC and length only at the very end: read it through before anything reads the
-    archive, so that a damaged byte is reported as damage, not as whatever it turned the archive into."""
+    archive, so that a damaged byte is reported as damage, not as whatever it turned the archive into.
+    Never more than limit bytes (and one) are decompressed: a few KiB of gzip can expand to GiB."""
     total = 0
     with gzip.GzipFile(fileobj=raw, mode="rb") as gz:
-        while chunk := gz.read(CHUNK):
+        while chunk := gz.read(min(CHUNK, limit - total + 1)):
             total += len(chunk)
             if total > limit:
-                raise BackupError(f"The backup is over {human_size(limit)} once decompressed: it is not a backup")
+                raise BackupError(
+                    f"The backup is over {human_size(limit)} once decompressed: no backup is that large, "
+                    "it is not one to restore"
+                )
     raw.seek(0)
 
 
@@ -228,47 +364,59 @@ def _check_member(member, found):
     name = member.name
     parts = name.split("/")
     if name.startswith("/") or ".." in parts or member.issym() or member.islnk():
-        raise BackupError(f"The archive holds {name!r}, a path outside itself: it is not a backup to trust")
+        raise BackupError(f"The archive holds {short(name)}, a path outside itself: it is not a backup to trust")
     if not member.isreg():
-        raise BackupError(f"The archive holds {name!r}, which is not a regular file: a backup holds files only")
-    if name not in (HEADER, CONTENT):
-        raise BackupError(f"The archive holds {name!r}: a backup holds only {HEADER} and {CONTENT}")
+        raise BackupError(f"The archive holds {short(name)}, which is not a regular file: a backup holds files only")
+    if name not in MEMBER_LIMITS:
+        raise BackupError(
+            f"The archive holds {short(name)}: a backup holds only {HEADER} and {CONTENT} "
+            f"(or {SEALED}, when it is protected with a passphrase)"
+        )
     if name in found:
-        raise BackupError(f"The archive holds {name!r} twice")
+        raise BackupError(f"The archive holds {short(name)} twice")
+    if {name, *found} >= {CONTENT, SEALED}:
+        raise BackupError(f"The archive holds both {CONTENT} and {SEALED}: it is not a backup to trust")
 
 
-def _json(data, name):
+def _json(data, name, max_bytes):
     try:
-        document = json.loads(data)
-    except (UnicodeDecodeError, ValueError) as e:
-        raise BackupError(f"{name} is not valid JSON ({e}): the backup is damaged") from e
+        document = bounded.load(data, name, max_bytes)
+    except bounded.BoundedJSONError as e:
+        raise BackupError(f"{e}: the backup is damaged, or is not one to trust") from e
     if not isinstance(document, dict):
         raise BackupError(f"{name} is not a JSON object: the backup is damaged")
     return document
 
 
 def _header(members):
-    header = _json(members[HEADER], HEADER)
+    header = _json(members[HEADER], HEADER, MAX_HEADER_BYTES)
     if header.get("format") != FORMAT:
         raise BackupError("This is not a Flotilla backup file: its header names no backup format")
     version = header.get("format_version")
+    if version == 1 and type(version) is int:
+        raise BackupError(
+            "This backup is of format version 1, made by an earlier software version: nothing in it proves "
+            "it was not edited, so it is not restored. Create a new backup"
+        )
     if type(version) is not int or version != FORMAT_VERSION:
         raise BackupError(
-            f"Unknown backup format version {version!r}: this software reads format {FORMAT_VERSION}; "
+            f"Unknown backup format version {bounded.said(version)}: this software reads format {FORMAT_VERSION}; "
             "update the software to restore this backup"
         )
     checks = (
         ("created", str),
         ("origin", str),
         ("includes_users", bool),
-        ("sha256", str),
         ("configuration_sha256", str),
+        ("protection", str),
     )
     for key, kind in checks:
         if not isinstance(header.get(key), kind):
             raise BackupError(f"{HEADER} has no valid {key!r}: the backup is damaged")
     if header["origin"] not in ("cluster", "standalone"):
-        raise BackupError(f"{HEADER} names an unknown origin {header['origin']!r}: the backup is damaged")
+        raise BackupError(f"{HEADER} names an unknown origin {short(header['origin'])}: the backup is damaged")
+    if header["protection"] not in (CLUSTER_KEY, PASSPHRASE):
+        raise BackupError(f"{HEADER} names an unknown protection {short(header['protection'])}: the backup is damaged")
     return header
 
 
@@ -284,13 +432,68 @@ def _check_version(header, running_version):
         )
 
 
+def _authenticated(header, members, passphrase):
+    """The exact bytes of content.json, once proven to be what was made with this cluster's key or the passphrase."""
+    if header["protection"] == CLUSTER_KEY:
+        if CONTENT not in members:
+            raise BackupError(f"The header and the archive disagree: no {CONTENT}; the backup is damaged")
+        key = cluster_key()
+        claimed = header.get(MAC_FIELD)
+        if header.get("key_id") != key_id(key):
+            raise BackupError(ANOTHER_KEY)
+        if not isinstance(claimed, str) or not HEX64.fullmatch(claimed):
+            raise BackupError(f"{HEADER} has no valid {MAC_FIELD!r}: the backup is damaged")
+        if not hmac.compare_digest(claimed, mac(key, header, members[CONTENT])):
+            raise BackupError("Authentication failed: the backup was edited or damaged after it was made")
+        return members[CONTENT]
+    if SEALED not in members:
+        raise BackupError(f"The header and the archive disagree: no {SEALED}; the backup is damaged")
+    if not passphrase:
+        raise BackupError(
+            "This backup is protected with a passphrase: enter its passphrase with the file to restore it"
+        )
+    if len(passphrase) > MAX_PASSPHRASE:
+        raise BackupError(f"A passphrase has at most {MAX_PASSPHRASE} characters")
+    kdf, salt, nonce = _sealing(header)
+    try:
+        return AESGCM(_derive(passphrase, kdf, salt)).decrypt(nonce, members[SEALED], config.canonical(header))
+    except InvalidTag:
+        raise BackupError(
+            "Wrong passphrase, or the backup was edited or damaged after it was made: nothing in it could be read"
+        ) from None
+
+
+def _sealing(header):
+    """The scrypt parameters, salt and nonce a passphrase backup names, within what this software runs."""
+    kdf, cipher = header.get("kdf"), header.get("cipher")
+    if not isinstance(kdf, dict) or not isinstance(cipher, dict) or cipher.get("name") != CIPHER:
+        raise BackupError(f"{HEADER} names no key derivation or cipher this software knows: the backup is damaged")
+    n, r, p = kdf.get("n"), kdf.get("r"), kdf.get("p")
+    affordable = type(n) is int and 1 < n <= SCRYPT_MAX_N and n & (n - 1) == 0
+    if kdf.get("name") != "scrypt" or not affordable or (type(r), r, type(p), p) != (int, 8, int, 1):
+        raise BackupError(
+            f"The backup asks for a key derivation this software does not run (scrypt with n up to {SCRYPT_MAX_N}, "
+            "r 8 and p 1): it is not one to trust"
+        )
+    try:
+        salt = base64.b64decode(kdf.get("salt") or "", validate=True)
+        nonce = base64.b64decode(cipher.get("nonce") or "", validate=True)
+    except (binascii.Error, TypeError, ValueError):
+        salt = nonce = b""
+    if not 16 <= len(salt) <= 64 or len(nonce) != 12:
+        raise BackupError(f"{HEADER} has no valid salt or nonce: the backup is damaged")
+    return kdf, salt, nonce
+
+
 def _content(data, header):
-    content = _json(data, CONTENT)
+    content = _json(data, CONTENT, MAX_CONTENT_BYTES)
     try:
         _check_content(content, header)
-    except (ValidationError, KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
-        detail = "; ".join(e.messages) if isinstance(e, ValidationError) else f"{type(e).__name__}: {e}"
-        raise BackupError(f"The settings in the backup are not valid ({detail})") from e
+    except ValidationError as e:
+        raise BackupError(f"The settings in the backup are not valid ({'; '.join(e.messages)})") from e
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, OverflowError) as e:
+        # Python's own messages may quote a value whole: the type and a clipped message only.
+        raise BackupError(f"The settings in the backup are not valid ({type(e).__name__}: {clip(e, 120)})") from e
     return content
 
 
@@ -299,18 +502,23 @@ def _check_content(content, header):
     numbers = set()
     for entry in _list(content, "nodes"):
         # A unit may report no SSH user (membership.create_cluster), so a blank one is no damage.
-        _clean(Node(**_fields(Node, entry, exclude=("facts",))), f"Node {entry.get('number')}", ["ssh_user"])
+        _clean(
+            Node(**_fields(Node, entry, exclude=("facts",))), f"Node {bounded.said(entry.get('number'))}", ["ssh_user"]
+        )
         agent.fingerprint(entry["host_key"])  # a key that is not "type base64" fails here
         if not isinstance(entry.get("facts", {}), dict):
             raise ValidationError(f"Node {entry['number']}: facts must be an object")
         numbers.add(entry["number"])
     for entry in _list(content, "interfaces"):
-        _clean(Interface(**_fields(Interface, entry)), f"Interface {entry.get('name')}")
+        interface = _clean(Interface(**_fields(Interface, entry)), f"Interface {bounded.said(entry.get('name'))}")
+        _check_additional(interface)
         for side in entry["nodes"]:
             if side["number"] not in numbers:
-                raise ValidationError(f"Interface {entry['name']}: node {side['number']} is not in the backup")
+                raise ValidationError(
+                    f"Interface {interface.name}: node {bounded.said(side['number'])} is not in the backup"
+                )
             if side.get("address"):
-                network.parse_interface_address(side["address"], f"Interface {entry['name']} of node {side['number']}")
+                _interface_address(side["address"], f"Interface {interface.name} of node {side['number']}")
     for entry in _list(content, "virtual_services"):
         vs = _service(entry)
         for rs in entry.get("real_servers", []):
@@ -318,10 +526,41 @@ def _check_content(content, header):
     if header["includes_users"] != ("users" in content):
         raise ValidationError("the header and the content disagree on whether users are included")
     for entry in content.get("users", []):
-        if not all(isinstance(entry.get(f), str) and entry[f] for f in ("username", "password")):
-            raise ValidationError("a user has no username or password hash")
+        _check_user(entry)
     if not isinstance(content.get("local_network") or {}, dict):
         raise ValidationError("local_network must be an object")
+
+
+def _interface_address(value, label):
+    """An address/prefix as the Network Setup writes it: a refusal quotes a short prefix of anything else."""
+    if not isinstance(value, str) or len(value) > len("255.255.255.255/32"):
+        raise ValidationError(f"{label}: {short(value)} is not an IPv4 address/prefix")
+    canonical = network.parse_interface_address(value, label)
+    if canonical != value:
+        raise ValidationError(f"{label}: {short(value)} is not written as address/prefix (it would be {canonical})")
+    return canonical
+
+
+def _check_additional(interface):
+    label = f"Interface {interface.name}: additional address"
+    addresses = interface.additional_addresses
+    if not isinstance(addresses, list) or len(addresses) > network.MAX_ADDITIONAL:
+        raise ValidationError(f"{label}es must be a list of at most {network.MAX_ADDITIONAL}")
+    for value in addresses:
+        _interface_address(value, label)
+
+
+def _check_user(entry):
+    if not isinstance(entry, dict):
+        raise ValidationError("a user must be an object")
+    if not all(isinstance(entry.get(f), str) and entry[f] for f in ("username", "password")):
+        raise ValidationError("a user has no username or password hash")
+    if not all(isinstance(entry[f], str) for f in USER_TEXT if f in entry):
+        raise ValidationError(f"user {short(entry['username'])}: its names and e-mail must be text")
+    if not all(isinstance(entry[f], bool) for f in USER_FLAGS if f in entry):
+        raise ValidationError(
+            f"user {short(entry['username'])}: is_active, is_staff and is_superuser must be true or false"
+        )
 
 
 def _list(content, key):
@@ -340,12 +579,42 @@ def _clean(instance, label, exclude=None):
     try:
         instance.full_clean(exclude=exclude, validate_unique=False, validate_constraints=False)
     except ValidationError as e:
-        raise ValidationError([f"{label}: {m}" for m in e.messages]) from e
+        raise ValidationError([f"{label}: {m}" for m in _messages(e)]) from e
     return instance
 
 
+class _Quoted:
+    """A refused value inside Django's validation message: its short prefix, whether the message says %s or %r."""
+
+    def __init__(self, value):
+        self.text = short(value)
+
+    def __str__(self):
+        return self.text
+
+    __repr__ = __str__
+
+
+def _messages(error):
+    """The validation messages, each quoting a refused value (Django's "Value %(value)r is not a valid
+    choice.") as a short prefix."""
+    if hasattr(error, "error_dict"):
+        errors = [e for errors in error.error_dict.values() for e in errors]
+    else:
+        errors = error.error_list
+    said = []
+    for e in errors:
+        message = e.message
+        if e.params:
+            message = message % {k: _Quoted(v) for k, v in e.params.items()}
+        said.append(str(message))
+    return said
+
+
 def _service(entry):
-    return _clean(VirtualService(**_fields(VirtualService, entry)), f"Virtual Service {entry.get('name')!r}")
+    return _clean(
+        VirtualService(**_fields(VirtualService, entry)), f"Virtual Service {bounded.said(entry.get('name'))}"
+    )
 
 
 # --- compatibility -----------------------------------------------------------------
@@ -494,7 +763,10 @@ def restore(backup, user=None, request=None, convert=False, target=None):
         with transaction.atomic():
             generation = _apply(backup, report, user, request)
     except DatabaseError as e:
-        raise BackupError(f"The backup could not be applied ({e})") from e
+        raise BackupError(f"The backup could not be applied ({clip(e, 300)})") from e
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, OverflowError) as e:
+        # read() checks every setting; should one still fail here, the transaction is undone all the same.
+        raise BackupError(f"The backup could not be applied ({type(e).__name__}: {clip(e, 120)})") from e
     return generation, report
 
 
@@ -645,6 +917,18 @@ def saved_backups():
         {"name": p.name, "size": p.stat().st_size, "time": datetime.fromtimestamp(p.stat().st_mtime, UTC)}
         for p in paths
     ]
+
+
+def keep_pending(found):
+    """Keep a checked backup until the operator chooses; returns the token that names it.
+
+    It is kept authenticated with the cluster's key, whatever protected the upload: the choice
+    must not need the passphrase again, and the kept file must not be open to edits meanwhile.
+    """
+    forget_stale_pending()
+    token = secrets.token_hex(32)
+    write_private(pending_path(token), seal(found.header, config.canonical(found.content)))
+    return token
 
 
 def pending_path(token):

@@ -1,13 +1,13 @@
 """System Administration > Backup/Restore: download a backup, upload one to restore, automatic backups.
 
 The upload is streamed to disk (wui.uploads), refused early when over
-BACKUP_MAX_BYTES, and read by cluster.backup.read(), which refuses a bad file before anything
-changes. A backup whose settings this unit cannot take as they are is kept aside (pending) until
-the operator chooses Refuse or Restore with the settings converted.
+BACKUP_MAX_BYTES, and read by cluster.backup.read(), which refuses a bad file (one it cannot
+authenticate, with the cluster's key or the passphrase typed with it) before anything changes. A
+backup whose settings this unit cannot take as they are is kept aside (pending) until the operator
+chooses Refuse or Restore with the settings converted.
 """
 
 import contextlib
-import os
 
 from django.conf import settings
 from django.contrib import messages
@@ -44,8 +44,15 @@ def backup_restore(request):
 
 def _download(request):
     include_users = request.POST.get("include_users") == "1"
-    data = backup.build(include_users)
-    events.operator_action(request, "Backup downloaded" + (" (with users)" if include_users else ""))
+    passphrase = request.POST.get("passphrase", "")
+    try:
+        if passphrase:
+            passphrase = backup.check_passphrase(passphrase, request.POST.get("passphrase_again", ""))
+        data = backup.build(include_users, passphrase=passphrase or None)
+    except backup.BackupError as e:
+        return _page(request, status=400, error=f"No backup was made. {e}.")
+    said = [("with users" if include_users else ""), ("protected with a passphrase" if passphrase else "")]
+    events.operator_action(request, "Backup downloaded" + "".join(f" ({s})" for s in said if s))
     response = HttpResponse(data, content_type="application/gzip")
     response["Content-Disposition"] = f'attachment; filename="{backup.filename()}"'
     return response
@@ -56,18 +63,14 @@ def _upload(request):
     if upload is None:
         return _page(request, status=400, error="Choose a backup file first.")
     try:
-        found = backup.read(upload.temporary_file_path())
+        found = backup.read(upload.temporary_file_path(), passphrase=request.POST.get("passphrase") or None)
     except backup.BackupError as e:
         # The temporary file goes when the request ends.
         return _refused(request, e)
     report = backup.compatibility(found)
     if not report.items:
         return _restore(request, found, convert=False)
-    backup.forget_stale_pending()
-    token = found.header["sha256"]
-    path = backup.pending_path(token)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.replace(upload.temporary_file_path(), path)
+    token = backup.keep_pending(found)
     return _page(request, report=report, backup=found, token=token)
 
 
@@ -77,15 +80,16 @@ def _refused(request, error):
 
 
 def _convert(request):
+    token = request.POST.get("token")
     try:
-        path = backup.pending_path(request.POST.get("token"))
+        path = backup.pending_path(token)
         found = backup.read(path)
     except (backup.BackupError, FileNotFoundError):
         return _page(request, status=400, error="That uploaded backup is no longer here: upload it again.")
     report = backup.compatibility(found)
     if report.digest != request.POST.get("report"):
         notice = "This unit's configuration changed since the report was shown: check the settings again."
-        return _page(request, status=409, report=report, backup=found, token=found.header["sha256"], notice=notice)
+        return _page(request, status=409, report=report, backup=found, token=token, notice=notice)
     response = _restore(request, found, convert=True)
     if response.status_code == 302:
         path.unlink(missing_ok=True)
@@ -135,6 +139,8 @@ def _page(request, status=200, **context):
         "saved": backup.saved_backups(),
         "interval": settings.BACKUP_INTERVAL,
         "keep": settings.BACKUP_KEEP,
+        "min_passphrase": backup.MIN_PASSPHRASE,
+        "max_passphrase": backup.MAX_PASSPHRASE,
         **context,
     }
     return render(request, "cluster/backup_restore.html", context, status=status)

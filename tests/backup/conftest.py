@@ -6,6 +6,7 @@ import json
 import tarfile
 
 import pytest
+from django.db import transaction
 from django.urls import reverse
 
 from cluster import backup, config, network
@@ -49,7 +50,8 @@ def make_cluster(nodes=3):
     RealServer.objects.create(virtual_service=web, address="10.0.0.11", port=8080)
     RealServer.objects.create(virtual_service=web, address="10.0.0.12", port=8080, weight=500)
     VirtualService.objects.create(name="api", address=SHARED, port=443, scheduling="lc", persistence="source_ip")
-    config.commit_generation()
+    with transaction.atomic():  # it holds the cluster row, as every writer does
+        config.commit_generation()
     return cluster
 
 
@@ -91,6 +93,7 @@ def restored_events():
 def var_dir(settings, tmp_path):
     settings.VAR_DIR = tmp_path / "var"
     settings.VAR_DIR.mkdir()
+    settings.BACKUP_KEY_FILE = settings.VAR_DIR / "backup_key"  # each test is its own cluster, with its own key
     return settings.VAR_DIR
 
 
@@ -104,16 +107,20 @@ def unpack(data):
         return {m.name: tar.extractfile(m).read() for m in tar}
 
 
-def repack(data, header_changes=None, content_change=None, fix_checksum=True):
-    """The backup with its header or content changed, its checksum made right again unless told not to."""
+def repack(data, header_changes=None, content_change=None, sign=True, body=None):
+    """The backup with its header or content (or, given body, its content's bytes) changed.
+
+    sign: authenticated again with this cluster's key, as only someone holding that key can;
+    otherwise it keeps the authentication it had, as anyone else editing the file must.
+    """
     members = unpack(data)
     header, content = json.loads(members["header.json"]), json.loads(members["content.json"])
     header.update(header_changes or {})
     if content_change:
         content_change(content)
-    body = config.canonical(content)
-    if fix_checksum:
-        header["sha256"] = backup.checksum(header, body)
+    body = config.canonical(content) if body is None else body
+    if sign:
+        return backup.seal(header, body)
     return backup.archive({"header.json": json.dumps(header).encode(), "content.json": body})
 
 
@@ -125,10 +132,11 @@ def upload(client, data, name="backup.tar.gz", **fields):
     )
 
 
-def download(client, include_users=False):
-    response = client.post(
-        reverse("backup_restore"), {"action": "backup", **({"include_users": "1"} if include_users else {})}
-    )
+def download(client, include_users=False, passphrase=None):
+    fields = {"include_users": "1"} if include_users else {}
+    if passphrase:
+        fields.update(passphrase=passphrase, passphrase_again=passphrase)
+    response = client.post(reverse("backup_restore"), {"action": "backup", **fields})
     assert response.status_code == 200, response.content[:500]
     return response.content
 

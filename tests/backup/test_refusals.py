@@ -1,4 +1,4 @@
-"""Every bad file is refused with a clear message, and nothing changes (issue item 4)."""
+"""Every bad file is refused with a clear message, and nothing changes."""
 
 import gzip
 import io
@@ -55,23 +55,19 @@ def test_a_byte_changed_in_the_compressed_file_is_refused(admin_client, good):
     refused(admin_client, bytes(damaged), "The backup is truncated or damaged")
 
 
-def test_an_edited_setting_is_refused_by_the_checksum(admin_client, good):
+def test_an_edited_setting_is_refused_by_the_authentication(admin_client, good):
     def edit(content):
         content["cluster"]["virtual_id"] = 200
 
-    refused(admin_client, repack(good, content_change=edit, fix_checksum=False), "Checksum mismatch")
+    refused(admin_client, repack(good, content_change=edit, sign=False), "Authentication failed: the backup was edited")
 
 
-def test_an_edited_origin_is_refused_by_the_checksum(admin_client, good):
-    refused(admin_client, repack(good, {"origin": "standalone"}, fix_checksum=False), "Checksum mismatch")
-
-
-def test_a_wrong_checksum_is_refused(admin_client, good):
-    refused(admin_client, repack(good, {"sha256": "0" * 64}, fix_checksum=False), "Checksum mismatch")
+def test_a_wrong_authentication_code_is_refused(admin_client, good):
+    refused(admin_client, repack(good, {"hmac_sha256": "0" * 64}, sign=False), "Authentication failed")
 
 
 def test_an_unknown_format_version_is_refused(admin_client, good):
-    refused(admin_client, repack(good, {"format_version": 2}), "Unknown backup format version 2")
+    refused(admin_client, repack(good, {"format_version": 3}), "Unknown backup format version 3")
 
 
 def test_a_backup_of_a_newer_product_version_is_refused(admin_client, good):
@@ -133,7 +129,7 @@ def test_a_file_just_over_the_limit_is_refused_by_its_size(good, settings, tmp_p
         backup.read(path, max_bytes=len(good) - 1)
 
 
-def test_damaged_settings_with_a_right_checksum_are_refused(admin_client, good):
+def test_damaged_settings_in_an_authentic_backup_are_refused(admin_client, good):
     def edit(content):
         content["virtual_services"][0]["port"] = 70000
 
@@ -149,7 +145,9 @@ def test_a_malformed_host_key_is_refused(admin_client, good):
 
 def test_a_header_that_is_not_json_is_refused(admin_client, good):
     members = {"header.json": b"\xff\xfe not json", "content.json": b"{}"}
-    refused(admin_client, backup.archive(members), "header.json is not valid JSON")
+    refused(admin_client, backup.archive(members), "header.json is not UTF-8 text")
+    members = {"header.json": b"{not json", "content.json": b"{}"}
+    refused(admin_client, backup.archive(members), "header.json is not valid JSON (Expecting property name")
 
 
 def test_users_claimed_but_missing_are_refused(admin_client, good):
@@ -160,6 +158,7 @@ def test_the_header_says_what_the_file_is(good):
     from tests.backup.conftest import unpack
 
     header = json.loads(unpack(good)["header.json"])
-    assert header["format"] == "flotilla-backup" and header["format_version"] == 1
+    assert header["format"] == "flotilla-backup" and header["format_version"] == 2
     assert header["origin"] == "cluster" and header["includes_users"] is False
-    assert header["product_version"] and header["created"] and len(header["sha256"]) == 64
+    assert header["product_version"] and header["created"] and len(header["configuration_sha256"]) == 64
+    assert header["protection"] == "cluster-key" and len(header["key_id"]) == 16 and len(header["hmac_sha256"]) == 64

@@ -22,7 +22,8 @@ def changed_since(client):
     make_cluster()
     data = download(client)
     Cluster.objects.filter(pk=1).update(drain_time=77)
-    config.commit_generation()
+    with transaction.atomic():
+        config.commit_generation()
 
     def edit(content):
         content["cluster"]["virtual_id"] = 99
@@ -53,16 +54,23 @@ backup.restore(backup.read(sys.argv[1]))
 """
 
 
-def test_a_restore_killed_half_way_leaves_the_previous_configuration(admin_client, tmp_path):
+def test_a_restore_killed_half_way_leaves_the_previous_configuration(admin_client, tmp_path, settings):
     make_cluster()
     data = download(admin_client)
     Cluster.objects.filter(pk=1).update(drain_time=77)
-    config.commit_generation()
+    with transaction.atomic():
+        config.commit_generation()
     path = tmp_path / "backup.tar.gz"
     path.write_bytes(data)
     before = state()
     url = os.environ["DATABASE_URL"].rsplit("/", 1)[0] + "/" + connection.settings_dict["NAME"]
-    env = {**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "wui.settings", "PGAPPNAME": "backup-kill"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "DJANGO_SETTINGS_MODULE": "wui.settings",
+        "PGAPPNAME": "backup-kill",
+        "BACKUP_KEY_FILE": str(settings.BACKUP_KEY_FILE),  # the key that made the backup
+    }
     with transaction.atomic():
         # Holding this lock stops the restore at its very last step, the new generation: everything else is
         # written (uncommitted) when the process is killed.
