@@ -5,7 +5,10 @@ from celery import shared_task
 from firmware import rollout
 
 
-@shared_task
+# The biggest patch to the largest cluster takes minutes: the limit only ends a send that hangs. It is
+# acknowledged when it starts, not when done: after a worker's death the Rollout rows resume it
+# (rollout.STALLED_AFTER), and a message handed out again could run a second send beside a live one.
+@shared_task(time_limit=30 * 60, acks_late=False)
 def distribute(rollout_id):
     rollout.distribute(rollout_id)
 

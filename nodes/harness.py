@@ -56,26 +56,57 @@ def _pid_alive(pid):
         return Path(f"/proc/{pid}").exists() and "Z" not in _proc_state(pid)
 
 
-def _proc_state(pid):
+def _proc_fields(pid):
     try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].split()[0]
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
     except (OSError, IndexError):
-        return "Z"
+        return None
+
+
+def _proc_state(pid):
+    fields = _proc_fields(pid)
+    return fields[0] if fields else "Z"
+
+
+def _process_group(pid):
+    fields = _proc_fields(pid)
+    return int(fields[2]) if fields else None
+
+
+def _group_members(group):
+    members = []
+    for entry in os.listdir("/proc"):
+        fields = entry.isdigit() and _proc_fields(entry)
+        if fields and int(fields[2]) == group and fields[0] not in "ZX":
+            members.append(int(entry))
+    return members
 
 
 def stop_pidfile(pidfile, timeout=5.0):
+    """Stop a daemon and everything in its process group (a WUI's workers, a worker's scheduler)."""
     pidfile = Path(pidfile)
     try:
         pid = int(pidfile.read_text().strip())
     except (OSError, ValueError):
         return
     if _pid_alive(pid):
+        # Each daemon detaches into a session of its own; never signal the group we run in.
+        group = _process_group(pid)
+        if group == os.getpgrp():
+            group = None
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while _pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.02)
         if _pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
+        # What the daemon did not stop itself goes as it would at a power-off.
+        while group is not None and _group_members(group) and time.monotonic() < deadline + timeout:
+            try:
+                os.killpg(group, signal.SIGKILL)
+            except ProcessLookupError:
+                break
+            time.sleep(0.02)
     pidfile.unlink(missing_ok=True)
 
 
@@ -317,10 +348,13 @@ class Node:
                 (self.home / "reboot.request").unlink(missing_ok=True)
                 if resets is not None and resets != self.resets:
                     return  # the machine was reset since it asked: the request died with it
+                if self.cluster.stopped:
+                    return  # the whole cluster was switched off: nothing comes back up
                 self.stop()
                 # A real unit is off for a while: health checks must see it go down, as they would.
                 time.sleep(REBOOT_OFF_SECONDS)
-                self.start()
+                if not self.cluster.stopped:
+                    self.start()
         except Exception as exc:  # noqa: BLE001  (recorded; the next reboot request tries again)
             with open(self.run / "reboot-errors.log", "a") as log:
                 log.write(f"{time.ctime()}: {exc!r}\n")
@@ -395,6 +429,7 @@ class Cluster:
         self.nodes = [Node(self, n) for n in range(1, size + 1)]
         self.template_db = self.root / "node-wui-template.sqlite3"
         self.children = []
+        self.stopped = False
 
     def node(self, n):
         return self.nodes[n - 1]
@@ -417,6 +452,7 @@ class Cluster:
 
     def start(self):
         check_system()
+        self.stopped = False
         Path("/run/sshd").mkdir(exist_ok=True)
         self.stop_nodes()
         if self.fresh and self.root.exists():
@@ -480,6 +516,8 @@ class Cluster:
             node.stop()
 
     def stop(self):
+        """Stop every process this cluster started: a reboot under way does not bring its node back."""
+        self.stopped = True
         if getattr(self, "_stop_supervising", None):
             self._stop_supervising.set()
         for proc in reversed(self.children):

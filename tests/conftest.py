@@ -1,10 +1,14 @@
 """Fixtures over real components: PostgreSQL, Redis, a Celery worker, sshd nodes, Chromium."""
 
+import contextlib
 import os
+import pwd
+import signal
 import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -12,11 +16,18 @@ from django.db import connection
 
 from cluster import ssh
 from cluster.models import Node
-from nodes.harness import BASE_DIR, Cluster
+from nodes.harness import BASE_DIR, ROOT, Cluster
 from wui.celery import app
 
 TEST_PREFIX = "127.0.11"  # the demo uses 127.0.10: both can run at once
 ADMIN_PASSWORD = "correct-horse-battery"
+
+# Every process this session starts inherits the mark, so that the end of the session can tell
+# whether one was left running.
+SESSION_MARK = "FLOTILLA_TEST_SESSION"
+os.environ[SESSION_MARK] = uuid.uuid4().hex
+_session_queues = []
+_started = {"harness": False}
 
 
 @pytest.fixture(scope="session")
@@ -32,6 +43,7 @@ def harness():
         # quickly; the 30 s rule itself is tested with an injected clock.
         wui_env={"FLOTILLA_ADMIN_PASSWORD": ADMIN_PASSWORD, "NODE_WARMUP_SECONDS": "3"},
     )
+    _started["harness"] = True
     cluster.start()
     yield cluster
     cluster.stop()
@@ -64,7 +76,11 @@ def member_rows(harness, db):
 
 
 class Worker:
-    """A real Celery worker process on the real broker; it can be killed and started again."""
+    """A real Celery worker process on the real broker; it can be killed and started again.
+
+    It runs in a process group of its own (with its scheduler, when started with -B), and never
+    leaves a process of that group behind when it is killed or stopped.
+    """
 
     def __init__(self, argv, env, log_path, name):
         self.argv, self.env, self.log_path, self.name = argv, env, log_path, name
@@ -72,17 +88,41 @@ class Worker:
 
     def start(self):
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(self.argv, cwd=BASE_DIR, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        _wait_for_worker(self.proc, self.log_path, self.name)
+            self.proc = subprocess.Popen(
+                self.argv, cwd=BASE_DIR, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        try:
+            _wait_for_worker(self.proc, self.log_path, self.name)
+        except BaseException:
+            self.kill()
+            raise
 
     def kill(self):
-        """As a crash would: no warm shutdown, the task in hand is lost."""
-        self.proc.kill()
+        """As a crash would: no warm shutdown, the task in hand is lost; its scheduler dies with it."""
+        if self.proc.poll() is None:
+            self.proc.kill()
         self.proc.wait(timeout=30)
+        self._nothing_left("killed")
 
     def stop(self):
-        self.proc.terminate()
-        self.proc.wait(timeout=30)
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=30)
+        self._nothing_left("stopped")
+
+    def _nothing_left(self, how):
+        """The worker's own processes end with it (the product's promise); never let one run on."""
+        group = self.proc.pid
+        deadline = time.monotonic() + 10
+        while (left := group_members(group)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if left:
+            kill_group(group)
+            raise AssertionError(f"the worker was {how} but its processes ran on: {describe(left)}")
 
 
 @pytest.fixture(scope="session")
@@ -95,6 +135,7 @@ def celery_worker(django_db_setup, django_db_blocker):
     # one PostgreSQL aborts, never the flush.
     url = os.environ["DATABASE_URL"].rsplit("/", 1)[0] + "/" + db_name + "?options=-c%20deadlock_timeout%3D100ms"
     queue = f"flotilla-test-{uuid.uuid4().hex[:8]}"
+    _session_queues.append(queue)
     env = {**os.environ, "DATABASE_URL": url, "CELERY_QUEUE": queue}
     log_path = settings.VAR_DIR / "worker.log"
     log_path.unlink(missing_ok=True)
@@ -107,8 +148,7 @@ def celery_worker(django_db_setup, django_db_blocker):
     worker = Worker(argv, env, log_path, f"{queue}@localhost")
     worker.start()
     yield worker
-    if worker.proc.poll() is None:
-        worker.stop()
+    worker.stop()
 
 
 def _wait_for_worker(proc, log_path, name):
@@ -119,6 +159,106 @@ def _wait_for_worker(proc, log_path, name):
         if app.control.ping(destination=[name], timeout=0.5):
             return
     raise RuntimeError("celery worker did not answer a ping within 30 s")
+
+
+# --- processes -----------------------------------------------------------------------------
+
+
+def proc_stat(pid):
+    """(state, ppid, process group, start time in clock ticks) of a process, or None once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return fields[0], int(fields[1]), int(fields[2]), int(fields[19])
+
+
+def alive(pid):
+    stat = proc_stat(pid)
+    return stat is not None and stat[0] not in "ZX"
+
+
+def running_pids():
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and alive(int(entry)):
+            yield int(entry)
+
+
+def cmdline(pid):
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def describe(pids):
+    return "; ".join(f"{pid}: {cmdline(pid)}" for pid in pids)
+
+
+def children_of(pid):
+    return [p for p in running_pids() if (stat := proc_stat(p)) and stat[1] == pid]
+
+
+def group_members(group):
+    return [p for p in running_pids() if (stat := proc_stat(p)) and stat[2] == group]
+
+
+def kill_group(group):
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(group, signal.SIGKILL)
+
+
+def left_by_this_session():
+    """Processes this session started that still run: they carry its mark, or belong to its nodes."""
+    me = os.getpid()
+    since = proc_stat(me)[3]
+    ancestors, pid = set(), me
+    while (stat := proc_stat(pid)) and stat[1] > 0:
+        pid = stat[1]
+        ancestors.add(pid)
+    mark = f"{SESSION_MARK}={os.environ[SESSION_MARK]}".encode()
+    patterns, node_users = list(_session_queues), set()
+    if _started["harness"]:
+        # The nodes' sessions run under the nodes' users, with sshd's environment, not ours.
+        block = TEST_PREFIX.split(".")[2]
+        patterns += [f"{ROOT / TEST_PREFIX}/", f"{TEST_PREFIX}.", f"flotilla-{block}-"]
+        node_users = {u.pw_uid for u in pwd.getpwall() if u.pw_name.startswith(f"flotilla-{block}-")}
+    left = []
+    for pid in running_pids():
+        stat = proc_stat(pid)
+        if pid == me or pid in ancestors or stat is None or stat[3] < since:
+            continue
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            uid = os.stat(f"/proc/{pid}").st_uid
+        except OSError:
+            continue
+        if mark in environ or uid in node_users or any(p in cmdline(pid) for p in patterns):
+            left.append(pid)
+    return left
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session, exitstatus):
+    """`make test` leaves no process running: anything this session started and left fails it."""
+    deadline = time.monotonic() + 5  # time for processes already told to stop to finish
+    while (left := left_by_this_session()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if not left:
+        return
+    report = describe(left)
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line("")
+        reporter.write_line(
+            f"Processes started by this test session were still running (now killed): {report}", red=True
+        )
+    else:
+        print(f"Processes started by this test session were still running (now killed): {report}", file=sys.stderr)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture

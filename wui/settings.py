@@ -151,18 +151,29 @@ WHITENOISE_USE_FINDERS = True
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 2**20
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 2**20
 
+# Every task's hard limit, unless its decorator gives it a longer one: past it the task fails and its
+# worker is replaced (wui/celery.py). A task is a few SSH calls, each bounded by the SSH timeouts.
+CELERY_TASK_TIME_LIMIT = 120
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="flotilla-fs://")
 if CELERY_BROKER_URL.startswith("flotilla-fs://"):
     _broker_dir = VAR_DIR / "broker"
-    for _d in ("queue", "processed"):
+    for _d in ("queue", "processed", "control"):
         (_broker_dir / _d).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
         "processed_folder": str(_broker_dir / "processed"),
+        "control_folder": str(_broker_dir / "control"),  # else relative to the working directory
         "store_processed": False,
         "polling_interval": 0.05,
     }
+else:
+    # Tasks are acknowledged when done: a message its worker died with goes back to the queue this
+    # long after it was handed out (Redis's default is an hour). It must exceed the longest such task,
+    # its limit plus as long again waiting for a free thread, or a task still running would be handed
+    # to a second worker. The software update's long send is acknowledged when it starts instead: its
+    # rows resume it (firmware/rollout.py).
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 2 * CELERY_TASK_TIME_LIMIT + 60}
 CELERY_TASK_DEFAULT_QUEUE = env("CELERY_QUEUE", default="celery")
 CELERY_TASK_IGNORE_RESULT = True  # outcomes are recorded on database rows
 CELERY_TASK_ACKS_LATE = True
