@@ -17,7 +17,7 @@ from django.db import connection
 from cluster import ssh
 from cluster.models import Node
 from nodes.harness import BASE_DIR, ROOT, Cluster
-from wui.celery import app
+from wui.celery import app, scheduler_lock_path
 
 TEST_PREFIX = "127.0.11"  # the demo uses 127.0.10: both can run at once
 ADMIN_PASSWORD = "correct-horse-battery"
@@ -149,6 +149,7 @@ def celery_worker(django_db_setup, django_db_blocker):
     worker.start()
     yield worker
     worker.stop()
+    scheduler_lock_path(queue).unlink(missing_ok=True)  # nobody holds it any more: one file per session
 
 
 def _wait_for_worker(proc, log_path, name):

@@ -57,6 +57,7 @@ def schedulers(celery_worker, broker, tmp_path):
             worker.stop()
     finally:
         broker.delete(queue, f"{queue}.idle", f"_kombu.binding.{queue}", f"_kombu.binding.{queue}.idle")
+        scheduler_lock_path(queue).unlink(missing_ok=True)
 
 
 def senders(broker, queue):

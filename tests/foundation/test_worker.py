@@ -40,7 +40,7 @@ def test_a_task_past_its_time_limit_fails_and_its_worker_makes_way_for_a_fresh_o
     broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
     queue = f"flotilla-limit-{uuid.uuid4().hex[:8]}"
     name = f"{queue}@localhost"
-    argv = [sys.executable, "-m", "celery", "-A", "wui", "worker", "-B", "-P", "threads", "-c", "2", "-l", "warning"]
+    argv = [sys.executable, "-m", "celery", "-A", "wui", "worker", "-P", "threads", "-c", "2", "-l", "warning"]
     argv += ["--without-gossip", "--without-mingle", "--without-heartbeat", "-Q", queue, "-n", name]
     # The task waits on a node that takes the connection and never says a word.
     env = {**celery_worker.env, "CELERY_QUEUE": queue, "SSH_CONNECT_TIMEOUT": "60"}
@@ -54,7 +54,7 @@ def test_a_task_past_its_time_limit_fails_and_its_worker_makes_way_for_a_fresh_o
             task = refresh_facts.apply_async((node.pk,), queue=queue, time_limit=1)
             wait_until(lambda: worker.proc.poll() is not None, 30, message=lambda: worker.log_path.read_text())
         finally:
-            worker.kill()  # also: its scheduler went with it
+            worker.kill()
     log = worker.log_path.read_text()
     assert f"Hard time limit (1s) exceeded for cluster.tasks.refresh_facts[{task.id}]" in log
     # Failed and acknowledged, as Celery does at a hard limit: it is not handed out again.
