@@ -10,13 +10,14 @@ import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import replace
 
-from django.db import transaction
+from celery import signals
+from django.db import connection, transaction
 from django.utils import timezone
 
 from cluster import config, events, membership, ssh
 from cluster.models import Cluster, Node, VirtualService
 from cluster.network import check_addresses
-from cluster.status import Status, cluster_summary, node_status
+from cluster.status import Status, cluster_facts, cluster_summary, node_status
 from firmware import rollout
 
 PROBE_TIMEOUT = 1.5
@@ -24,6 +25,25 @@ ROUND_DEADLINE = 2.0  # a round records every node within this, answered or not
 # Shared by the rounds, and not waited for: a probe stuck on a hung node finishes in the background.
 _probes = ThreadPoolExecutor(max_workers=64, thread_name_prefix="health-probe")
 _running = threading.Lock()
+# When this control plane process started: every check it records is later, every check recorded
+# before it (by the process it replaces, before a reboot or an update) is earlier.
+STARTED_AT = timezone.now()
+
+
+@signals.worker_ready.connect
+def announce_start(**kwargs):
+    """Say on the Cluster row that checking starts again, before the first round: until then a
+    member's old answer is no news of it (Checking), not a sign that it died (Down)."""
+    try:
+        _announce(Cluster.objects.filter(pk=1).first())
+    finally:
+        connection.close()  # this thread runs no rounds: keep no connection open for it
+
+
+def _announce(cluster):
+    if cluster is not None and (cluster.checks_since is None or cluster.checks_since < STARTED_AT):
+        Cluster.objects.filter(pk=cluster.pk).update(checks_since=STARTED_AT)
+        cluster.checks_since = STARTED_AT
 
 
 def check_all():
@@ -100,6 +120,7 @@ def down_reason(exc):
 
 
 def record(node, report, now):
+    healthy_since = node.healthy_since
     if isinstance(report, Exception):
         reason = down_reason(report)
         # Once per cause, not once per second: a new kind of failure is a new line.
@@ -123,9 +144,13 @@ def record(node, report, now):
         node.version = report.get("version", node.version)
         node.schemas = report.get("schemas", node.schemas)
         node.applied_generation = max(node.applied_generation, report.get("generation", 0))
+    # The warm-up's start is written only when this answer moves it: an Enable made while the round
+    # ran moved it too, and must not be undone by this round's older copy.
+    moved = {"healthy_since": node.healthy_since} if node.healthy_since != healthy_since else {}
     Node.objects.filter(pk=node.pk).update(
+        **moved,
+        checked_at=now,
         failures=node.failures,
-        healthy_since=node.healthy_since,
         last_error=node.last_error,
         down_reason=node.down_reason,
         last_ok_at=node.last_ok_at,
@@ -144,15 +169,24 @@ def log_transitions(now):
         cluster = Cluster.objects.select_for_update().filter(pk=1).first()
         if cluster is None:
             return
+        _announce(cluster)
         has_vs = VirtualService.objects.exists()
+        facts = cluster_facts(cluster, has_vs, now)
+        if facts["services_since"] != cluster.services_since:
+            # Noted once: the nodes' warm-up counts from the first Virtual Service, not from every round.
+            Cluster.objects.filter(pk=cluster.pk).update(services_since=facts["services_since"])
         nodes = list(Node.objects.select_for_update().filter(removing=False))
         statuses = []
         for node in nodes:
-            status = node_status(node, now, cluster.drain_time, has_vs)
+            status = node_status(node, now, cluster.drain_time, has_vs, **facts)
             statuses.append(status)
+            if status == Status.CHECKING:
+                continue  # no news of it yet: its last known status stands, and nothing is logged
             if status != node.last_status:
                 _log_change(node, node.last_status, status)
                 Node.objects.filter(pk=node.pk).update(last_status=status)
+        if Status.CHECKING in statuses:
+            return  # the line waits until every node has been heard from
         disabled = sum(1 for n in nodes if not n.enabled and not n.is_admin)
         summary = cluster_summary(statuses, disabled)
         if summary != cluster.last_summary and nodes:

@@ -304,6 +304,7 @@ def enable(node_id, request):
             raise Refused(f"Node {node.number} is already enabled")
         node.enabled, node.enabled_at, node.disabled_at = True, timezone.now(), None
         node.save(update_fields=["enabled", "enabled_at", "disabled_at"])
+        Node.objects.filter(pk=node.pk, healthy_since__isnull=False).update(healthy_since=node.enabled_at)
         events.operator_action(request, f"Node {node.number} enabled", node)
         _after_commit_sync(node)
     return node

@@ -23,6 +23,14 @@ class Cluster(models.Model):
     )
     created_at = models.DateTimeField(null=True, blank=True)
     last_summary = models.CharField(max_length=120, blank=True)
+    services_since = models.DateTimeField(
+        null=True, blank=True, help_text="When the first Virtual Service appeared: nodes warm up again from then."
+    )
+    checks_since = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the running control plane began its health checks: a node not checked since is Checking.",
+    )
 
     def __str__(self):
         return f"Cluster {self.shared_address or '(not created)'}"
@@ -47,7 +55,12 @@ class Node(models.Model):
     enabled_at = models.DateTimeField(null=True, blank=True)
     disabled_at = models.DateTimeField(null=True, blank=True)
     last_ok_at = models.DateTimeField(null=True, blank=True)
-    healthy_since = models.DateTimeField(null=True, blank=True)
+    checked_at = models.DateTimeField(null=True, blank=True, help_text="The last health check, answered or not.")
+    healthy_since = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Start of the warm-up: its first good answer after Down or a reboot, or Enable, whichever is last.",
+    )
     failures = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
     version = models.CharField(max_length=32, blank=True)

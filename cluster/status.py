@@ -1,11 +1,14 @@
 """Node status: one function, facts in, status out.
 
-Stored: the operator's intent (enabled, disabled_at) and health facts
-(last_ok_at, healthy_since, failures, accepting, maintenance_since). Derived here: what the
-page, the logs and the API show. ``now`` is always passed in, so that the
-30 s warm-up and the drain time are tested with a clock, not with sleeps.
+Stored: the operator's intent (enabled, disabled_at), health facts (last_ok_at,
+checked_at, healthy_since, failures, accepting, maintenance_since) and two facts of the
+cluster (when its first Virtual Service appeared, when the running control plane began
+checking). Derived here: what the page, the logs and the API show. ``now`` is always
+passed in, so that the 30 s warm-up and the drain time are tested with a clock, not
+with sleeps.
 """
 
+import math
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -22,10 +25,12 @@ class Status(models.TextChoices):
     DOWN = "down", "Down"
     DRAINING = "draining", "Draining"
     DISABLED = "disabled", "Disabled"
+    CHECKING = "checking", "Checking"
 
 
 # The seed's colours: blue admin, green up, red down, yellow disabled; Starting is
-# green and red (the later WUI guide); Draining is not in the seed: purple.
+# green and red (the later WUI guide); Draining is not in the seed: purple. Checking (a
+# restarted control plane has not heard from the node yet) is no alarm: grey.
 COLOURS = {
     Status.ADMIN: "blue",
     Status.STARTING: "green-red",
@@ -33,8 +38,12 @@ COLOURS = {
     Status.DOWN: "red",
     Status.DRAINING: "purple",
     Status.DISABLED: "yellow",
+    Status.CHECKING: "grey",
 }
-TITLES = {Status.DRAINING: "Drain stopping: no new connections; open ones may finish"}
+TITLES = {
+    Status.DRAINING: "Drain stopping: no new connections; open ones may finish",
+    Status.CHECKING: "The control plane has just started and has not heard from this node yet",
+}
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,7 @@ class Facts:
     failures: int
     accepting: bool
     maintenance_since: object = None
+    checked_at: object = None
 
 
 def facts_of(node):
@@ -59,6 +69,7 @@ def facts_of(node):
         node.failures,
         node.accepting,
         node.maintenance_since,
+        node.checked_at,
     )
 
 
@@ -72,7 +83,51 @@ def answering(node, now):
     return not node.failures and node.last_ok_at is not None and now - node.last_ok_at <= STALE_AFTER
 
 
-def node_status(node, now, drain_time, has_virtual_services):
+def unheard(node, checks_since):
+    """Not checked since the control plane (re)started: nobody asked it while the control plane was off."""
+    if checks_since is None:
+        return False
+    return node.checked_at is None or node.checked_at < checks_since
+
+
+def warm_up_start(node, services_since=None):
+    """When the node last became eligible for rotation: the 30 s count from there.
+
+    ``healthy_since`` is moved on by its first good answer after Down or a reboot and by
+    Enable; ``services_since`` is when the cluster's first Virtual Service appeared. None
+    when it has not started (no good answer yet).
+    """
+    if node.healthy_since is None:
+        return None
+    return max(node.healthy_since, services_since) if services_since else node.healthy_since
+
+
+def warm_up_left(node, now, services_since=None):
+    """Whole seconds of the warm-up still to go (0 once it is over), or None before it has started."""
+    start = warm_up_start(node, services_since)
+    if start is None:
+        return None
+    left = (start + warm_up() - now).total_seconds()
+    return max(0, math.ceil(left))
+
+
+def cluster_facts(cluster, has_virtual_services, now):
+    """What node_status needs of the Cluster row, as keyword arguments.
+
+    A first Virtual Service that the health round has not noted yet appeared just now: the
+    nodes start their warm-up with it rather than show Up at once.
+    """
+    since = (cluster.services_since or now) if has_virtual_services else None
+    return {"services_since": since, "checks_since": cluster.checks_since}
+
+
+def node_status(node, now, drain_time, has_virtual_services, services_since=None, checks_since=None):
+    """The node's status at ``now``.
+
+    ``services_since``: when the cluster's first Virtual Service appeared (None: not known, so
+    not counted). ``checks_since``: when the running control plane began checking (None: not
+    known, so a node without a recent answer is Down).
+    """
     f = facts_of(node)
     if f.is_admin:
         return Status.ADMIN
@@ -83,10 +138,11 @@ def node_status(node, now, drain_time, has_virtual_services):
     if f.maintenance_since and now - f.maintenance_since < timedelta(seconds=drain_time):
         return Status.DRAINING  # a rolling reboot drains it first
     if not answering(f, now):
-        return Status.DOWN
+        # A restarted control plane has not asked yet: its silence is no news of the node.
+        return Status.CHECKING if unheard(f, checks_since) else Status.DOWN
     if not has_virtual_services:
         return Status.DISABLED
-    if f.accepting and f.healthy_since and now - f.healthy_since >= warm_up():
+    if f.accepting and warm_up_left(f, now, services_since) == 0:
         return Status.UP
     return Status.STARTING
 

@@ -9,7 +9,7 @@ from django.views.decorators.http import require_POST
 from cluster import config, events, membership
 from cluster.forms import AddNodeForm, DrainTimeForm, ModeForm, VirtualIdForm
 from cluster.models import Cluster, JoinRequest, Node, VirtualService
-from cluster.status import COLOURS, TITLES, Status, node_status
+from cluster.status import COLOURS, TITLES, Status, cluster_facts, node_status, warm_up_left
 from firmware import rollout
 
 
@@ -17,9 +17,11 @@ def node_rows(now=None):
     now = now or timezone.now()
     cluster = Cluster.get()
     has_vs = VirtualService.objects.exists()
+    facts = cluster_facts(cluster, has_vs, now)
     rows = []
     for node in Node.objects.all():
-        status = Status.DISABLED if node.removing else node_status(node, now, cluster.drain_time, has_vs)
+        status = Status.DISABLED if node.removing else node_status(node, now, cluster.drain_time, has_vs, **facts)
+        left = warm_up_left(node, now, facts["services_since"]) if status == Status.STARTING else None
         rows.append(
             {
                 "node": node,
@@ -27,6 +29,7 @@ def node_rows(now=None):
                 "colour": COLOURS[status],
                 "title": TITLES.get(status, ""),
                 "deleting": node.removing,
+                "warm_up_left": left,
             }
         )
     return cluster, rows, has_vs

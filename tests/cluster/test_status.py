@@ -1,11 +1,13 @@
 """Node status over time, with an injected clock: the seed's rules, step by step."""
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.conf import settings
 
 from cluster.models import Node
-from cluster.status import COLOURS, Status, cluster_summary, node_status
+from cluster.status import COLOURS, Status, cluster_summary, node_status, warm_up_left
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 DRAIN = 10
@@ -25,14 +27,15 @@ class Clock:
     def tick(self, n=1, ok=True, accepting=True):
         for _ in range(n):
             self.now += timedelta(seconds=1)
+            self.node.checked_at = self.now
             if ok:
                 self.node.healthy_since = self.node.healthy_since or self.now
                 self.node.last_ok_at, self.node.failures, self.node.accepting = self.now, 0, accepting
             else:
                 self.node.healthy_since, self.node.failures = None, self.node.failures + 1
 
-    def status(self, has_vs=True):
-        return node_status(self.node, self.now, DRAIN, has_vs)
+    def status(self, has_vs=True, **cluster):
+        return node_status(self.node, self.now, DRAIN, has_vs, **cluster)
 
 
 def test_a_new_node_starts_disabled():
@@ -98,6 +101,68 @@ def test_without_virtual_services_an_enabled_healthy_node_shows_disabled():
     assert clock.status(has_vs=False) == Status.DISABLED
 
 
+def test_the_warm_up_counts_from_enable_not_from_the_first_answer():
+    clock = Clock()
+    clock.tick(60)  # joined, answering, Disabled
+    clock.node.enabled, clock.node.healthy_since = True, clock.now  # Enable (membership.enable)
+    clock.tick(1)
+    assert clock.status() == Status.STARTING
+    assert warm_up_left(clock.node, clock.now) == 29
+    clock.tick(28)
+    assert clock.status() == Status.STARTING
+    assert warm_up_left(clock.node, clock.now) == 1
+    clock.tick(1)
+    assert clock.status() == Status.UP
+    assert warm_up_left(clock.node, clock.now) == 0
+
+
+def test_the_first_virtual_service_starts_the_warm_up_of_nodes_healthy_long_before():
+    clock = Clock()
+    clock.node.enabled = True
+    clock.tick(60)
+    assert clock.status(has_vs=False) == Status.DISABLED
+    first = clock.now  # the first Virtual Service appears
+    assert clock.status(services_since=first) == Status.STARTING
+    clock.tick(29)
+    assert clock.status(services_since=first) == Status.STARTING
+    assert warm_up_left(clock.node, clock.now, first) == 1
+    clock.tick(1)
+    assert clock.status(services_since=first) == Status.UP
+
+
+def test_a_node_not_heard_from_since_the_control_plane_started_is_checking_not_down():
+    clock = Clock()
+    clock.node.enabled = True
+    clock.tick(40)
+    assert clock.status() == Status.UP
+    clock.now += timedelta(seconds=20)  # the control plane was off: nobody asked
+    started = clock.now - timedelta(seconds=1)  # the restarted one began just now
+    assert clock.status() == Status.DOWN  # what the page used to show
+    assert clock.status(checks_since=started) == Status.CHECKING
+    clock.tick(1)  # its first round hears from it: it was serving all along
+    assert clock.status(checks_since=started) == Status.UP
+
+
+def test_a_node_that_fails_the_restarted_control_planes_check_is_down():
+    clock = Clock()
+    clock.node.enabled = True
+    clock.tick(40)
+    clock.now += timedelta(seconds=20)
+    started = clock.now
+    clock.tick(1, ok=False)
+    assert clock.status(checks_since=started) == Status.DOWN
+
+
+def test_a_node_that_stops_answering_a_running_control_plane_is_down():
+    clock = Clock()
+    clock.node.enabled = True
+    started = clock.now
+    clock.tick(40)
+    clock.now += timedelta(seconds=3.5)  # checked, but no good answer: the checks time out
+    clock.node.checked_at = clock.now
+    assert clock.status(checks_since=started) == Status.DOWN
+
+
 def test_the_admin_node_is_always_admin():
     clock = Clock()
     clock.node.is_admin = True
@@ -113,11 +178,33 @@ def test_the_admin_node_is_always_admin():
         (Status.DISABLED, "Disabled", "yellow"),
         (Status.STARTING, "Starting", "green-red"),
         (Status.DRAINING, "Draining", "purple"),
+        (Status.CHECKING, "Checking", "grey"),
     ],
 )
 def test_statuses_and_colours_follow_the_seed(status, label, colour):
     assert status.label == label
     assert COLOURS[status] == colour
+
+
+def contrast(foreground, background="#ffffff"):
+    """WCAG 2 contrast ratio of two sRGB colours."""
+
+    def luminance(colour):
+        channels = [int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+        linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    lighter, darker = sorted([luminance(foreground), luminance(background)], reverse=True)
+    return (lighter + 0.05) / (darker + 0.05)
+
+
+def test_checking_is_a_neutral_colour_readable_on_white():
+    css = (settings.BASE_DIR / "static" / "wui" / "style.css").read_text()
+    rule = re.search(r"\.status-checking \{[^}]*color: var\(--(\w+)\)", css)
+    assert rule, "no colour for .status-checking"
+    colour = re.search(rf"--{rule[1]}: #([0-9a-fA-F]{{6}}|[0-9a-fA-F]{{3}})\b", css)[1]
+    colour = "#" + (colour if len(colour) == 6 else "".join(c * 2 for c in colour))
+    assert contrast(colour) >= 4.5
 
 
 def test_draining_has_a_colour_of_its_own():
