@@ -45,9 +45,15 @@ def _remember_the_worker(**kwargs):
 @signals.beat_init.connect
 def _one_scheduler(**kwargs):
     """Beat starts here, before it sends anything: it dies with its worker, and never runs twice."""
-    if _worker_pid is not None and os.getpid() != _worker_pid:
-        _die_with(_worker_pid)
-    _hold_scheduler_lock()
+    try:
+        if _worker_pid is not None and os.getpid() != _worker_pid:
+            _die_with(_worker_pid)
+        _hold_scheduler_lock()
+    except Exception:
+        # Celery would log this and start beat all the same: better no scheduler than a second one.
+        log.exception("Scheduler %d cannot make sure that it runs alone: it stops", os.getpid())
+        logging.shutdown()
+        os._exit(1)
 
 
 def _die_with(parent):
