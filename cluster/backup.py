@@ -442,7 +442,7 @@ def _authenticated(header, members, passphrase):
         if header.get("key_id") != key_id(key):
             raise BackupError(ANOTHER_KEY)
         if not isinstance(claimed, str) or not HEX64.fullmatch(claimed):
-            raise BackupError(f"{HEADER} has no valid {MAC_FIELD!r}: the backup is damaged")
+            raise BackupError(f"{HEADER} has no valid {MAC_FIELD}: the backup is damaged")
         if not hmac.compare_digest(claimed, mac(key, header, members[CONTENT])):
             raise BackupError("Authentication failed: the backup was edited or damaged after it was made")
         return members[CONTENT]
