@@ -171,10 +171,16 @@ def log_transitions(now):
             return
         _announce(cluster)
         has_vs = VirtualService.objects.exists()
+        if has_vs and cluster.services_since is None:
+            # The first Virtual Service makes every node eligible for rotation only now: each one's
+            # 30 s start again from here (once: later services change nothing).
+            Node.objects.filter(healthy_since__lt=now).update(healthy_since=now)
+            cluster.services_since = now
+            Cluster.objects.filter(pk=cluster.pk).update(services_since=now)
+        elif not has_vs and cluster.services_since is not None:
+            cluster.services_since = None
+            Cluster.objects.filter(pk=cluster.pk).update(services_since=None)
         facts = cluster_facts(cluster, has_vs, now)
-        if facts["services_since"] != cluster.services_since:
-            # Noted once: the nodes' warm-up counts from the first Virtual Service, not from every round.
-            Cluster.objects.filter(pk=cluster.pk).update(services_since=facts["services_since"])
         nodes = list(Node.objects.select_for_update().filter(removing=False))
         statuses = []
         for node in nodes:

@@ -24,7 +24,9 @@ class Cluster(models.Model):
     created_at = models.DateTimeField(null=True, blank=True)
     last_summary = models.CharField(max_length=120, blank=True)
     services_since = models.DateTimeField(
-        null=True, blank=True, help_text="When the first Virtual Service appeared: nodes warm up again from then."
+        null=True,
+        blank=True,
+        help_text="When the health round noted the first Virtual Service: every node's warm-up started again then.",
     )
     checks_since = models.DateTimeField(
         null=True,

@@ -93,9 +93,10 @@ def unheard(node, checks_since):
 def warm_up_start(node, services_since=None):
     """When the node last became eligible for rotation: the 30 s count from there.
 
-    ``healthy_since`` is moved on by its first good answer after Down or a reboot and by
-    Enable; ``services_since`` is when the cluster's first Virtual Service appeared. None
-    when it has not started (no good answer yet).
+    ``healthy_since`` is moved on by its first good answer after Down or a reboot, by Enable,
+    and by the health round that notes the cluster's first Virtual Service; ``services_since``
+    is when a first Virtual Service appeared that no round has noted yet. None when the
+    warm-up has not started (no good answer yet).
     """
     if node.healthy_since is None:
         return None
@@ -115,17 +116,18 @@ def cluster_facts(cluster, has_virtual_services, now):
     """What node_status needs of the Cluster row, as keyword arguments.
 
     A first Virtual Service that the health round has not noted yet appeared just now: the
-    nodes start their warm-up with it rather than show Up at once.
+    nodes start their warm-up with it rather than show Up at once, until the round moves
+    their warm-up start (``healthy_since``) to the moment it noted it.
     """
-    since = (cluster.services_since or now) if has_virtual_services else None
-    return {"services_since": since, "checks_since": cluster.checks_since}
+    unnoted = has_virtual_services and cluster.services_since is None
+    return {"services_since": now if unnoted else None, "checks_since": cluster.checks_since}
 
 
 def node_status(node, now, drain_time, has_virtual_services, services_since=None, checks_since=None):
     """The node's status at ``now``.
 
-    ``services_since``: when the cluster's first Virtual Service appeared (None: not known, so
-    not counted). ``checks_since``: when the running control plane began checking (None: not
+    ``services_since``: when a first Virtual Service appeared that the nodes' warm-up start
+    does not count yet (None: none such). ``checks_since``: when the running control plane began checking (None: not
     known, so a node without a recent answer is Down).
     """
     f = facts_of(node)

@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 def services_already_there(apps, schema_editor):
     # A cluster that already has Virtual Services keeps its nodes in rotation across the upgrade:
-    # their first Virtual Service appeared long ago, not when the health round first notes it.
+    # its first Virtual Service appeared long ago; a round noting it now would restart every warm-up.
     if apps.get_model("cluster", "VirtualService").objects.exists():
         Cluster = apps.get_model("cluster", "Cluster")
         for cluster in Cluster.objects.all():
@@ -35,7 +35,7 @@ class Migration(migrations.Migration):
             name="services_since",
             field=models.DateTimeField(
                 blank=True,
-                help_text="When the first Virtual Service appeared: nodes warm up again from then.",
+                help_text="When the health round noted the first Virtual Service: every node's warm-up started again then.",
                 null=True,
             ),
         ),
