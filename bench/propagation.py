@@ -3,7 +3,7 @@
 A real local cluster of sshd nodes on 127.0.12.x (the demo uses .10, the tests .11) with the
 agent only (no node WUIs), a real Celery worker on Redis and a throwaway PostgreSQL database.
 Each change is what Cluster Parameters > Set does: a new Cluster Virtual ID and
-`config.commit_generation()` in one transaction; the product enqueues the push on commit. The
+`config.change()`, one transaction; the product enqueues the push on commit. The
 "applied" signal is each node's own `config.json`, which the agent replaces atomically.
 """
 
@@ -61,7 +61,7 @@ def start_worker(queue):
     name = f"{queue}@localhost"
     argv = [sys.executable, "-m", "celery", "-A", "wui", "worker", "-P", "threads", "-c", "8", "-l", "warning"]
     argv += ["-Q", queue, "-n", name, "--without-gossip", "--without-mingle", "--without-heartbeat"]
-    app.conf.task_default_queue = queue  # where commit_generation's push_config.delay() goes
+    app.conf.task_default_queue = queue  # where the commit's push_config.delay() goes
     log = open(settings.VAR_DIR / "bench-propagation-worker.log", "wb")  # noqa: SIM115 (the child owns it)
     worker = subprocess.Popen(argv, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 30
@@ -87,13 +87,13 @@ def change(i):
     """Cluster Parameters > Set (as membership.set_parameter); returns (generation, commit time)."""
     committed = []
     with transaction.atomic():
-        # Registered before commit_generation's own hook: on_commit hooks run in order, so this
+        # Registered before the commit's own hook: on_commit hooks run in order, so this
         # stamps the instant the database committed, and the push's enqueue counts in the result.
         transaction.on_commit(lambda: committed.append(time.perf_counter()))
-        cluster = ClusterRow.objects.select_for_update().get(pk=1)
-        cluster.virtual_id = i % 255 + 1
-        cluster.save(update_fields=["virtual_id"])
-        number = config.commit_generation().number
+        with config.change() as done:
+            done.cluster.virtual_id = i % 255 + 1
+            done.cluster.save(update_fields=["virtual_id"])
+        number = done.generation.number
     return number, committed[0]
 
 

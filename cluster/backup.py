@@ -780,20 +780,21 @@ def _check_no_update_under_way():
 
 def _apply(backup, report, user, request):
     content = report.content
-    cluster = Cluster.objects.select_for_update().get_or_create(pk=1)[0]
-    cluster.mode, cluster.shared_address = content["cluster"]["mode"], content["cluster"]["shared_address"]
-    cluster.save(update_fields=["mode", "shared_address"])
-    if content["nodes"] is not None:
-        _apply_nodes(content["nodes"])
-        _apply_interfaces(content["interfaces"])
-    history.restore(content)  # Cluster Virtual ID, Node Drain Time and the Virtual Services
-    users = _apply_users(content.get("users") or [])
-    if report.target == "cluster" and (left := virtual_services.incompatible_settings()):
-        raise BackupError(f"After the restore the cluster would refuse: {'; '.join(left)}")
-    rendered = hashlib.sha256(config.canonical(config.render())).hexdigest()
-    if report.origin == report.target and not report.items and rendered != backup.header["configuration_sha256"]:
-        raise BackupError("The restore did not reproduce the backed-up configuration")
-    generation = config.commit_generation(user)
+    with config.change(user) as done:
+        cluster = done.cluster
+        cluster.mode, cluster.shared_address = content["cluster"]["mode"], content["cluster"]["shared_address"]
+        cluster.save(update_fields=["mode", "shared_address"])
+        if content["nodes"] is not None:
+            _apply_nodes(content["nodes"])
+            _apply_interfaces(content["interfaces"])
+        history.restore(content)  # Cluster Virtual ID, Node Drain Time and the Virtual Services
+        users = _apply_users(content.get("users") or [])
+        if report.target == "cluster" and (left := virtual_services.incompatible_settings()):
+            raise BackupError(f"After the restore the cluster would refuse: {'; '.join(left)}")
+        rendered = hashlib.sha256(config.canonical(config.render())).hexdigest()
+        if report.origin == report.target and not report.items and rendered != backup.header["configuration_sha256"]:
+            raise BackupError("The restore did not reproduce the backed-up configuration")
+    generation = done.generation
     _record(backup, report, generation, users, user, request)
     if content.get("local_network") is not None and settings.FLOTILLA_ROLE == "node":
         local = content["local_network"]

@@ -87,12 +87,6 @@ def _commit_generation(user=None):
     return generation
 
 
-def commit_generation(user=None):
-    """Backup/Restore's path until it moves onto ``change()``: the same lock, then the same commit."""
-    Cluster.objects.select_for_update().get_or_create(pk=1)
-    return _commit_generation(user)
-
-
 def reconcile():
     """Commit a new generation when the newest one no longer says what the database says.
 

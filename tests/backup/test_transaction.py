@@ -21,9 +21,8 @@ def changed_since(client):
     """A backup that differs from what is in force now in every part, the last Virtual Service a duplicate."""
     make_cluster()
     data = download(client)
-    Cluster.objects.filter(pk=1).update(drain_time=77)
-    with transaction.atomic():
-        config.commit_generation()
+    with config.change():
+        Cluster.objects.filter(pk=1).update(drain_time=77)
 
     def edit(content):
         content["cluster"]["virtual_id"] = 99
@@ -57,9 +56,8 @@ backup.restore(backup.read(sys.argv[1]))
 def test_a_restore_killed_half_way_leaves_the_previous_configuration(admin_client, tmp_path, settings):
     make_cluster()
     data = download(admin_client)
-    Cluster.objects.filter(pk=1).update(drain_time=77)
-    with transaction.atomic():
-        config.commit_generation()
+    with config.change():
+        Cluster.objects.filter(pk=1).update(drain_time=77)
     path = tmp_path / "backup.tar.gz"
     path.write_bytes(data)
     before = state()

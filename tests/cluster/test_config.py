@@ -100,8 +100,8 @@ def test_resync_repairs_a_damaged_local_copy(admin_client, cluster_on_node1):
 
 @pytest.mark.django_db
 def test_history_shows_the_difference_and_rolls_back_as_a_new_generation(admin_client):
-    Cluster.objects.create(pk=1, mode="clustering", shared_address="10.9.0.90")
-    config.commit_generation()
+    with config.change():
+        Cluster.objects.filter(pk=1).update(mode="clustering", shared_address="10.9.0.90")
     admin_client.post(reverse("set_parameter", args=["drain_time"]), {"drain_time": "33"})
     first, second = ConfigGeneration.objects.order_by("number")
     page = admin_client.get(reverse("config_diff"), {"a": first.number, "b": second.number}).content.decode()

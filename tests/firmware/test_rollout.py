@@ -313,8 +313,8 @@ def test_a_node_waits_for_the_update_before_it_takes_a_configuration_it_cannot_r
 def test_a_restore_reboots_the_nodes_one_at_a_time_the_admin_last(admin_client, four):
     Cluster.objects.update(drain_time=1)
     saved = download(admin_client)
-    Cluster.objects.update(virtual_id=7)
-    config.commit_generation()
+    with config.change():
+        Cluster.objects.update(virtual_id=7)
     all_up()
     response = upload(admin_client, saved)
     assert response.status_code == 302, said(response)
