@@ -11,6 +11,7 @@ import urllib.error
 import urllib.request
 from datetime import timedelta
 
+from auditlog.context import set_actor
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
@@ -133,7 +134,9 @@ def carry_out_join(join_id, now=None):
         return None  # done, refused, or another worker holds it
     join = JoinRequest.objects.get(pk=join_id)
     try:
-        node = _join(join)
+        # What the worker writes on the operator's behalf is theirs in the audit log, with their address.
+        with set_actor(join.user, remote_addr=join.source_address):
+            node = _join(join)
     except Refused as exc:
         _undo_join(join)
         JoinRequest.objects.filter(pk=join.pk).update(
@@ -341,8 +344,8 @@ def request_delete(node_id, request, now=None):
                 f"Node {node.number} is {status.label}: only a Disabled node can be deleted "
                 "(Disable it and wait for the drain to finish)"
             )
-        node.removing = True
-        node.save(update_fields=["removing"])
+        node.removing, node.removing_by, node.removing_from = True, request.user, request.META.get("REMOTE_ADDR")
+        node.save(update_fields=["removing", "removing_by", "removing_from"])
         events.operator_action(request, f"Node {node.number} delete requested", node)
         from cluster.tasks import remove_node
 
@@ -359,6 +362,11 @@ def carry_out_delete(node_id, now=None):
     if not claimed.update(removing_until=now + lease()):
         return
     node = Node.objects.get(pk=node_id)
+    with set_actor(node.removing_by, remote_addr=node.removing_from):
+        _delete(node)
+
+
+def _delete(node):
     pool = ssh.get_pool()
     try:
         state = pool.call(node.target, "status")
@@ -384,9 +392,10 @@ def carry_out_delete(node_id, now=None):
             node=node,
         )
     pool.drop(node.target)
-    with config.change():
+    with config.change(node.removing_by):
         if Node.objects.filter(pk=node.pk).delete()[0]:
-            events.record(f"Node {node.number} ({node.address}) deleted: it is now a standalone unit")
+            who = f" by {node.removing_by.get_username()}" if node.removing_by else ""
+            events.record(f"Node {node.number} ({node.address}) deleted{who}: it is now a standalone unit")
 
 
 def sync_node(node_id):

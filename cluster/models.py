@@ -75,6 +75,10 @@ class Node(models.Model):
     removing_until = models.DateTimeField(
         null=True, blank=True, help_text="A worker carries out the delete until then; after it, another resumes it."
     )
+    removing_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    removing_from = models.GenericIPAddressField(null=True, blank=True, help_text="Where the Delete came from.")
     down_reason = models.TextField(blank=True, help_text="Why the health checks fail, as last reported.")
     config_error = models.TextField(blank=True, help_text="Why the node refused or failed the newest configuration.")
     schemas = models.JSONField(default=list, blank=True, help_text="Configuration schemas its software understands.")

@@ -241,3 +241,16 @@ def ssh_key_path():
     from django.conf import settings
 
     return settings.CLUSTER_SSH_KEY
+
+
+def test_a_join_and_a_delete_carried_out_by_the_worker_are_the_operators_in_the_audit_log(admin_client, units):
+    unit = units.node(2)
+    join = add(admin_client, unit)
+    created = LogEntry.objects.get_for_object(Node.objects.get(pk=join.node_id)).get(action=LogEntry.Action.CREATE)
+    assert (created.actor.username, created.remote_addr) == ("admin", "127.0.0.1")
+    wait_until(lambda: status_of(unit.address) == Status.DISABLED, 15)
+    node_pk = join.node_id
+    assert admin_client.post(reverse("node_action", args=[node_pk, "delete"])).status_code == 302
+    wait_until(lambda: not Node.objects.filter(pk=node_pk).exists(), 20)
+    deleted = LogEntry.objects.get_for_model(Node).get(object_pk=str(node_pk), action=LogEntry.Action.DELETE)
+    assert (deleted.actor.username, deleted.remote_addr) == ("admin", "127.0.0.1")
