@@ -176,11 +176,18 @@ def _join(join):
         node = join.node
         if node is None:
             raise Refused("the node's row was removed while it was being added")
+    _renew(join)
     _finish(node, cluster)
     return node
 
 
+def _renew(join):
+    """Each step renews the lease: a join as slow as its steps allow never looks abandoned."""
+    JoinRequest.objects.filter(pk=join.pk).update(lease_until=timezone.now() + lease())
+
+
 def _accept(join, cluster):
+    _renew(join)
     payload = {"code": join.code, "cluster_key": ssh.cluster_public_key(), "shared_address": cluster.shared_address}
     accepted = post_to_node(join.address, payload)
     if join.fingerprint and join.fingerprint != ssh.fingerprint(accepted["host_key"]):
@@ -191,6 +198,7 @@ def _accept(join, cluster):
 
 
 def _record(join, accepted):
+    _renew(join)
     with config.change(join.user):
         _check_can_add(join.address)
         node = Node.objects.create(
@@ -380,6 +388,7 @@ def _delete(node):
             )
             return
         failpoints.reached("delete.before_leave")
+        Node.objects.filter(pk=node.pk).update(removing_until=timezone.now() + lease())
         pool.call(node.target, "leave-cluster")
         failpoints.reached("delete.after_leave")
         pool.call(node.target, "reboot")
