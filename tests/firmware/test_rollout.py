@@ -229,7 +229,9 @@ def test_a_rolling_reboot_halts_on_a_node_that_does_not_come_back_and_can_be_can
     Cluster.objects.update(drain_time=1)
 
     def broken(source):  # this build cannot answer a health check
-        return source.replace("def status():\n", 'def status():\n    raise AgentError("this build is broken")\n', 1)
+        return source.replace(
+            "def status(now=None):\n", 'def status(now=None):\n    raise AgentError("this build is broken")\n', 1
+        )
 
     install(admin_client, build(tmp_path, key, edit=broken))
     assert settled_rollout().state == Rollout.State.INSTALLED
