@@ -10,7 +10,7 @@ TEST_ENV := DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/flo
 	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-redis://127.0.0.1:6379/15} \
 	FLOTILLA_VAR_DIR=$(CURDIR)/var/test DJANGO_ALLOW_ASYNC_UNSAFE=true
 
-.PHONY: help demo demo-bare test bench lint deps services venv
+.PHONY: help demo demo-bare test bench lint deps services venv axe
 
 help:
 	@echo "make demo   - run Flotilla on a local 4-node cluster (embedded SQLite + file broker)"
@@ -38,12 +38,24 @@ deps:
 services:
 	@bash tests/services.sh
 
+# axe-core checks every page's accessibility in the browser tests (tests/foundation/test_accessibility.py).
+AXE := var/npm/node_modules/axe-core/axe.min.js
+$(AXE):
+	@command -v npm >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends npm; }
+	npm install --prefix var/npm --no-audit --no-fund --silent axe-core@4
+
+axe: $(AXE)
+
+# The demo serves its static files as production does: collected, compressed, named by content.
+DEMO_ENV := FLOTILLA_VAR_DIR=$(CURDIR)/var/demo STATIC_ROOT=$(CURDIR)/var/demo/static STATIC_COLLECTED=true
+
 demo: deps venv
 	rm -rf var/demo
-	FLOTILLA_VAR_DIR=$(CURDIR)/var/demo $(PY) manage.py migrate --noinput -v0
-	FLOTILLA_VAR_DIR=$(CURDIR)/var/demo $(PY) manage.py demo $(if $(filter bare,$(DEMO)),--bare,)
+	$(DEMO_ENV) $(PY) manage.py migrate --noinput -v0
+	$(DEMO_ENV) $(PY) manage.py collectstatic --noinput -v0
+	$(DEMO_ENV) $(PY) manage.py demo $(if $(filter bare,$(DEMO)),--bare,)
 
-test: deps venv services
+test: deps venv services axe
 	$(PY) -m ruff check .
 	$(TEST_ENV) $(PY) -m pytest
 

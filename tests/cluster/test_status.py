@@ -198,13 +198,35 @@ def contrast(foreground, background="#ffffff"):
     return (lighter + 0.05) / (darker + 0.05)
 
 
-def test_checking_is_a_neutral_colour_readable_on_white():
-    css = (settings.BASE_DIR / "static" / "wui" / "style.css").read_text()
-    rule = re.search(r"\.status-checking \{[^}]*color: var\(--(\w+)\)", css)
-    assert rule, "no colour for .status-checking"
-    colour = re.search(rf"--{rule[1]}: #([0-9a-fA-F]{{6}}|[0-9a-fA-F]{{3}})\b", css)[1]
-    colour = "#" + (colour if len(colour) == 6 else "".join(c * 2 for c in colour))
-    assert contrast(colour) >= 4.5
+def stylesheet():
+    return (settings.BASE_DIR / "static" / "wui" / "style.css").read_text()
+
+
+def palette():
+    """The stylesheet's colours by name (``--green: #187a2c``), as #rrggbb."""
+    root = re.search(r":root \{([^}]*)\}", stylesheet())[1]
+    out = {}
+    for name, value in re.findall(r"--([\w-]+): #([0-9a-fA-F]{6}|[0-9a-fA-F]{3})\b", root):
+        out[name] = "#" + (value if len(value) == 6 else "".join(c * 2 for c in value)).lower()
+    return out
+
+
+def colour_of(name):
+    """The colour a status cell whose COLOURS name is ``name`` is written in, as the stylesheet says."""
+    rule = re.search(rf'\[data-colour="{re.escape(name)}"\] \{{[^}}]*--colour: var\(--([\w-]+)\)', stylesheet())
+    assert rule, f"the stylesheet has no colour for {name!r}"
+    return palette()[rule[1]]
+
+
+@pytest.mark.parametrize("status", list(Status))
+def test_every_status_colour_comes_from_colours_and_is_readable(status):
+    colour = colour_of(COLOURS[status])
+    for background in ("#ffffff", "#f3f4f6"):  # table cells, the page
+        assert contrast(colour, background) >= 4.5, f"{status.label} {colour} on {background}"
+
+
+def test_no_status_colour_is_set_outside_the_one_table():
+    assert not re.search(r"\.status-\w+ \{", stylesheet()), "a status has a colour of its own beside COLOURS"
 
 
 def test_draining_has_a_colour_of_its_own():
