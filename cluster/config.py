@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
 
@@ -81,10 +82,24 @@ def _commit_generation(user=None):
     generation = ConfigGeneration.objects.create(
         number=number, sha256=digest, document=document, created_by=user if user and user.is_authenticated else None
     )
-    from cluster.tasks import push_config
+    if settings.FLOTILLA_ROLE == "node":
+        # A unit's own WUI: the unit is its own node, and applies what it committed itself.
+        transaction.on_commit(lambda: apply_here(generation))
+    else:
+        from cluster.tasks import push_config
 
-    transaction.on_commit(lambda: push_config.delay())
+        transaction.on_commit(lambda: push_config.delay())
     return generation
+
+
+def apply_here(generation):
+    """A unit applies its own configuration (no worker, no SSH); a refusal is logged like a node's."""
+    from nodes import agent
+
+    try:
+        agent.apply_config(envelope(generation))
+    except agent.AgentError as exc:
+        events.warning(f"This unit did not apply configuration generation {generation.number}: {exc}")
 
 
 def _content(document):
