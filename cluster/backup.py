@@ -57,6 +57,7 @@ from django.utils import timezone
 
 from cluster import config, events, history, network, virtual_services
 from cluster.models import Cluster, Event, Interface, Node, NodeInterface, RealServer, VirtualService
+from firmware import versions
 from firmware.patch import PatchError, human_size, parse_version
 from nodes import agent
 from wui import bounded
@@ -246,7 +247,7 @@ def build(include_users=False, now=None, passphrase=None):
     header = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "product_version": agent.VERSION,
+        "product_version": versions.cluster_version(),
         "created": (now or datetime.now(UTC)).isoformat(timespec="seconds"),
         "origin": local_origin(),
         "includes_users": include_users,

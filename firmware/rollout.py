@@ -19,9 +19,8 @@ from cluster import config, events, membership, ssh
 from cluster.models import Cluster, Node, VirtualService
 from cluster.network import update_addresses
 from cluster.status import Status, answering, node_status
-from firmware import patch
-from firmware.models import Rollout, RolloutNode
-from nodes import agent
+from firmware import patch, versions
+from firmware.models import Rollout, RolloutNode, serving
 
 STAGE_TIMEOUT = 120  # the node reads and unpacks the whole patch
 PROGRESS_EVERY = 0.5  # seconds between progress writes while sending
@@ -40,11 +39,6 @@ def patch_dir():
 
 def patch_path(sha256):
     return patch_dir() / f"{sha256}.patch"
-
-
-def serving(node, has_vs):
-    """A node that takes traffic when Up: the one a rolling reboot must drain and wait for."""
-    return node.enabled and not node.is_admin and has_vs
 
 
 # --- pre-flight and start ---------------------------------------------------------
@@ -86,7 +80,11 @@ def start(sha256, request):
     # The kept file is checked again: what is sent to the nodes is what was validated.
     try:
         manifest = patch.verify(
-            path, settings.FIRMWARE_TRUSTED_KEYS, settings.FIRMWARE_MAX_BYTES, agent.VERSION, allow_downgrade=True
+            path,
+            settings.FIRMWARE_TRUSTED_KEYS,
+            settings.FIRMWARE_MAX_BYTES,
+            versions.cluster_version(),
+            allow_downgrade=True,
         )
     except patch.PatchError as exc:
         raise Refused(f"the kept software update no longer verifies: {exc}") from exc
@@ -222,13 +220,30 @@ def send_reboot(node_id):
             events.warning(f"Node {node.number} could not be asked to reboot: {exc}", node=node)
 
 
-def reboot(node_pk, request):
+def reboot(node_pk, request, now=None):
     """The Reboot button: one node at a time, the admin node once every other node runs the new version."""
-    now = timezone.now()
+    with transaction.atomic():
+        # The check and the mark under one lock: two operators clicking at once are taken one after the
+        # other, and the second sees the node the first one took out.
+        rollout = Rollout.objects.select_for_update().filter(state__in=Rollout.ACTIVE).first()
+        now = now or timezone.now()  # read once the lock is held: the other operator's mark is in by then
+        node = _reboot_checked(node_pk, rollout, now)
+        RolloutNode.objects.update_or_create(
+            rollout=rollout,
+            node=node,
+            defaults={"reboot_requested_at": now, "reboot_sent_at": now, "booted_before": node.booted_at},
+        )
+        events.operator_action(request, f"Node {node.number} rebooted to run version {rollout.version}", node=node)
+        from firmware.tasks import reboot_node
+
+        transaction.on_commit(lambda: reboot_node.delay(node.pk))
+    return node
+
+
+def _reboot_checked(node_pk, rollout, now):
     node = Node.objects.filter(pk=node_pk).first()
     if node is None:
         raise Refused("that node is no longer in the cluster")
-    rollout = Rollout.active()
     if rollout is not None and rollout.kind == Rollout.Kind.RESTORE:
         raise Refused(rollout.busy)
     if rollout is not None and rollout.state == Rollout.State.ROLLING:
@@ -245,13 +260,8 @@ def reboot(node_pk, request):
                 f"Node {node.number} is the admin node: it is rebooted last, once every other node runs version "
                 f"{rollout.version} (Node {behind[0].number} runs {behind[0].version or 'an unknown version'})"
             )
-    out = [n for n in others if not answering(n, now)]
-    if out:
-        raise Refused(f"Node {out[0].number} is Down: reboot one node at a time, once the last one is back")
-    events.operator_action(request, f"Node {node.number} rebooted to run version {rollout.version}", node=node)
-    from firmware.tasks import reboot_node
-
-    transaction.on_commit(lambda: reboot_node.delay(node.pk))
+    if why := rollout.out(now, exclude=node):
+        raise Refused(f"{why}. One node is out at a time: reboot Node {node.number} once it is back")
     return node
 
 
@@ -262,7 +272,7 @@ def start_rolling(request):
         if rollout is None:
             raise Refused("there is no installed software update waiting for a reboot")
         preflight(now, rolling=True)
-        _move(rollout, state=Rollout.State.ROLLING, step=Rollout.Step.NONE, current=None, message="")
+        _move(rollout, state=Rollout.State.ROLLING, step=Rollout.Step.NONE, step_at=now, current=None, message="")
         events.operator_action(request, f"Rolling reboot to version {rollout.version} started")
     return rollout
 
@@ -307,6 +317,7 @@ def _move(rollout, **fields):
 
 def advance(now):
     """Called by every health round: finish, resume or move on whatever update is under way."""
+    settle_reboots(now)
     rollout = Rollout.active()
     if rollout is None:
         return
@@ -325,6 +336,37 @@ def advance(now):
         _move(locked, touched_at=now)
     if after:
         after()
+
+
+def settle_reboots(now):
+    """A node told to reboot is out until it is back: clear its mark then, and ask it again if the request was lost.
+
+    The rolling reboot asks its own node again itself; this asks again for a Reboot button's request
+    that died with its worker, only while the node still answers on the boot it was told to leave.
+    """
+    marks = list(RolloutNode.objects.exclude(reboot_requested_at=None).select_related("rollout"))
+    if not marks:
+        return
+    from cluster.views import node_rows  # it imports this module
+
+    _, rows, has_vs = node_rows(now)
+    rows = {row["node"].pk: row for row in rows}
+    for mark in marks:
+        row = rows.get(mark.node_id)
+        if row is None:
+            continue
+        node, rollout = row["node"], mark.rollout
+        mine = RolloutNode.objects.filter(pk=mark.pk, reboot_requested_at=mark.reboot_requested_at)
+        if mark.still_out(row, has_vs, now) is None:
+            mine.update(reboot_requested_at=None, state=RolloutNode.State.REBOOTED)
+            continue
+        rolling = rollout.state in (Rollout.State.ROLLING, Rollout.State.HALTED) and rollout.current_id == node.pk
+        lost = node.booted_at == mark.booted_before and answering(node, now)
+        due = mark.reboot_sent_at is None or now - mark.reboot_sent_at >= RESEND_REBOOT_AFTER
+        if not (rollout.state in Rollout.ACTIVE and not rolling and lost and due):
+            continue
+        if mine.filter(reboot_sent_at=mark.reboot_sent_at).update(reboot_sent_at=now):  # one worker asks
+            send_reboot(node.pk)
 
 
 def _resume_sending(rollout, now):
@@ -363,21 +405,33 @@ def _step(rollout, nodes, now):
     cluster = Cluster.get()
     has_vs = VirtualService.objects.exists()
     node = nodes.get(rollout.current_id)
+    timeout = timedelta(seconds=rollout.node_timeout)
     if rollout.step == Rollout.Step.NONE or node is None:
         node = next_node(rollout, nodes.values())
         if node is None:
             return None
+        if why := rollout.out(now, exclude=node):
+            if now - (rollout.step_at or now) > timeout:
+                return _halt(rollout, node, f"it waited {rollout.node_timeout} s for another node to be back ({why})")
+            waiting = f"Node {node.number} waits: {why}."
+            if rollout.message != waiting:
+                _move(rollout, message=waiting)
+            return None
         Node.objects.filter(pk=node.pk).update(maintenance_since=now)
-        _move(rollout, current=node, step=Rollout.Step.DRAINING, step_at=now)
+        _move(rollout, current=node, step=Rollout.Step.DRAINING, step_at=now, message="")
         drain = cluster.drain_time if serving(node, has_vs) else 0
         events.record(f"Rolling reboot: Node {node.number} drains for {drain} s, then reboots", node=node)
         return None
-    timeout = timedelta(seconds=rollout.node_timeout)
     if rollout.step == Rollout.Step.DRAINING:
         drain = timedelta(seconds=cluster.drain_time if serving(node, has_vs) else 0)
         if now - rollout.step_at < drain:
             return None
         _move(rollout, step=Rollout.Step.REBOOTING, step_at=now, reboot_sent_at=now, booted_before=node.booted_at)
+        RolloutNode.objects.update_or_create(
+            rollout=rollout,
+            node=node,
+            defaults={"reboot_requested_at": now, "reboot_sent_at": now, "booted_before": node.booted_at},
+        )
         events.record(f"Rolling reboot: Node {node.number} reboots {rollout.purpose}", node=node)
         return lambda: send_reboot(node.pk)
     if rollout.step == Rollout.Step.REBOOTING:
@@ -399,9 +453,11 @@ def _step(rollout, nodes, now):
     status = node_status(node, now, cluster.drain_time, has_vs)
     back = status == Status.UP if serving(node, has_vs) else answering(node, now)
     if back:
-        RolloutNode.objects.filter(rollout=rollout, node=node).update(state=RolloutNode.State.REBOOTED)
+        RolloutNode.objects.filter(rollout=rollout, node=node).update(
+            state=RolloutNode.State.REBOOTED, reboot_requested_at=None
+        )
         events.record(f"Rolling reboot: Node {node.number} is back {rollout.purpose.removeprefix('to ')}", node=node)
-        _move(rollout, step=Rollout.Step.NONE)
+        _move(rollout, step=Rollout.Step.NONE, step_at=now)
     elif now - rollout.step_at > timeout:
         return _halt(rollout, node, f"it is back but {status.label}, not in rotation")
     return None
@@ -425,6 +481,7 @@ def start_restore_reboots(user):
         state=Rollout.State.ROLLING,
         created_by=user if user and user.is_authenticated else None,
         touched_at=now,
+        step_at=now,
         node_timeout=settings.ROLLOUT_NODE_TIMEOUT,
     )
     nodes = Node.objects.filter(removing=False)
@@ -455,4 +512,5 @@ def panel():
         "pending_version": update
         and rollout.state in (Rollout.State.INSTALLED, Rollout.State.ROLLING, Rollout.State.HALTED)
         and rollout.version,
+        "running_versions": versions.describe(),
     }

@@ -12,10 +12,9 @@ from django.contrib import messages
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
-from firmware import patch, rollout
+from firmware import patch, rollout, versions
 from firmware.models import Rollout
 from firmware.rollout import patch_dir
-from nodes import agent
 from wui.uploads import streamed_upload
 
 
@@ -59,7 +58,7 @@ def _receive(request):
             upload.temporary_file_path(),
             settings.FIRMWARE_TRUSTED_KEYS,
             settings.FIRMWARE_MAX_BYTES,
-            agent.VERSION,
+            versions.cluster_version(),
             allow_downgrade=request.POST.get("allow_downgrade") == "1",
         )
     except patch.PatchError as e:
@@ -95,7 +94,9 @@ def kept_patches():
 def _page(request, status=200, **context):
     context = {
         "title": "Update Software",
-        "running_version": agent.VERSION,
+        # What the nodes run, not what this control plane was built as: an update changes the nodes.
+        "running_version": versions.cluster_version(),
+        "running_versions": versions.describe(),
         "max_bytes": settings.FIRMWARE_MAX_BYTES,
         "kept": kept_patches(),
         **context,

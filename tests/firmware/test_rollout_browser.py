@@ -8,7 +8,7 @@ from playwright.sync_api import expect
 
 from tests.cluster.conftest import add_enabled, cluster_on_node1, with_virtual_service  # noqa: F401
 from tests.conftest import ADMIN_PASSWORD
-from tests.firmware.test_rollout import build
+from tests.firmware.test_rollout import build, warm_up_all
 
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("cluster_on_node1")]
 
@@ -26,7 +26,8 @@ def test_an_operator_uploads_installs_and_reboots_the_nodes_admin_last(
     tmp_path,
 ):
     with_virtual_service()
-    add_enabled(admin_client, units.node(2))
+    for n in (2, 3):
+        add_enabled(admin_client, units.node(n))
     path = build(tmp_path, key)
 
     page.goto(live_server.url + reverse("update_software"))
@@ -44,7 +45,8 @@ def test_an_operator_uploads_installs_and_reboots_the_nodes_admin_last(
              if (bar) window.sawProgress(bar.value);
            }).observe(document.body, {subtree: true, attributes: true, characterData: true, childList: true})"""
     )
-    page.on("dialog", lambda dialog: dialog.accept())
+    dialogs = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.accept()))
     page.get_by_role("button", name="Update Cluster").click()
     expect(page.get_by_role("main")).to_contain_text("transferred and validated")
     assert 100 in progress
@@ -57,16 +59,36 @@ def test_an_operator_uploads_installs_and_reboots_the_nodes_admin_last(
     )
     expect(row(page, 2).locator("td.version")).to_contain_text("(version 1.1.0 after its reboot)")
 
-    # The admin node goes last: its Reboot is refused while node 2 runs the old version.
+    # The admin node goes last: its Reboot is refused while nodes 2 and 3 run the old version.
     row(page, 1).get_by_role("button", name="Reboot").click()
     expect(page.get_by_role("main")).to_contain_text("Node 1 is the admin node: it is rebooted last")
 
     row(page, 2).get_by_role("button", name="Reboot").click()
     expect(page.get_by_role("main")).to_contain_text("Node 2 is rebooting to run the new software")
+    # Node 3 at once: node 2 is out from its Reboot on, before it even shows Down.
+    dialogs.clear()
+    row(page, 3).get_by_role("button", name="Reboot").click()
+    expect(page.get_by_role("main")).to_contain_text(
+        re.compile(r"Node 2 is still out: rebooting since \d\d:\d\d:\d\d\. One node is out at a time")
+    )
+    assert dialogs == [
+        f"Reboot node 3 ({units.node(3).address}) to run version 1.1.0? Its connections are lost for a short time."
+    ]
     expect(row(page, 2)).to_have_attribute("data-status", "down", timeout=15_000)
     expect(row(page, 2).locator("td.version")).to_have_text("1.1.0", timeout=30_000)
     expect(row(page, 2)).to_have_attribute("data-status", "starting", timeout=15_000)
     units.node(2).settle()
+    row(page, 3).get_by_role("button", name="Reboot").click()
+    expect(page.get_by_role("main")).to_contain_text(re.compile(r"Node 2 is Starting \(\d+ s left\)"))
+
+    warm_up_all()  # the clock past node 2's warm-up
+    expect(row(page, 2)).to_have_attribute("data-status", "up", timeout=15_000)
+    row(page, 3).get_by_role("button", name="Reboot").click()
+    expect(page.get_by_role("main")).to_contain_text("Node 3 is rebooting to run the new software")
+    expect(row(page, 3).locator("td.version")).to_have_text("1.1.0", timeout=30_000)
+    units.node(3).settle()
+    warm_up_all()
+    expect(row(page, 3)).to_have_attribute("data-status", "up", timeout=15_000)
 
     row(page, 1).get_by_role("button", name="Reboot").click()
     expect(page.get_by_role("main")).to_contain_text("Node 1 is rebooting to run the new software")

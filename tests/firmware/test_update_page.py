@@ -3,6 +3,9 @@
 import base64
 import gzip
 import hashlib
+import io
+import json
+import tarfile
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -11,8 +14,9 @@ from django.urls import reverse
 from django.utils import timezone
 from playwright.sync_api import expect
 
+from cluster import backup
 from cluster.models import Cluster, Node
-from firmware import patch
+from firmware import patch, versions
 from firmware.models import Rollout
 from tests.conftest import ADMIN_PASSWORD
 
@@ -287,3 +291,53 @@ def test_an_operator_uploads_a_patch_in_the_browser(page, live_server, admin_use
     expect(page.get_by_role("main")).to_contain_text("1.1.0")
     expect(page.get_by_role("button", name="OK")).to_be_visible()
     assert dialogs == ["Update the cluster's software with flotilla-1.1.0.patch? OK to continue."]
+
+
+# --- the running version is what the nodes run ------------------------------------------
+
+
+def running(versions_by_number):
+    """A cluster whose nodes report these versions on their health checks."""
+    a_cluster()
+    for number, version in versions_by_number.items():
+        Node.objects.filter(number=number).update(version=version)
+
+
+def test_once_every_node_runs_the_new_version_it_is_the_running_one(admin_client, var_dir, good):
+    running({1: "1.1.0", 2: "1.1.0", 3: "1.1.0"})
+    html = text_of(admin_client.get(reverse("update_software")))
+    assert "Running version: 1.1.0." in html
+    assert "the running 1.1.0)" in html  # the downgrade box names it too
+    response = upload(admin_client, good)  # the patch every node already runs
+    assert response.status_code == 400
+    assert "version 1.1.0 is not newer than the running 1.1.0; confirm a downgrade to install it anyway" in (
+        text_of(response)
+    )
+    assert kept(var_dir) == []
+
+
+def test_during_an_update_the_page_says_which_nodes_run_which_version(admin_client, var_dir, tmp_path, key):
+    running({1: "1.0.0", 2: "1.1.0", 3: "1.0.0"})
+    html = text_of(admin_client.get(reverse("update_software")))
+    assert "Running version: 1.0.0 (the lowest any node runs: 1.0.0 on nodes 1, 3; 1.1.0 on node 2)." in html
+    # A cluster is as new as its oldest node: 1.1.0 is still an upgrade for it.
+    response = upload(admin_client, build(tmp_path, key, version="1.1.0", name="again.patch"))
+    assert response.status_code == 200 and "transferred and validated" in text_of(response)
+
+
+def test_a_backup_is_stamped_with_the_version_the_cluster_runs(var_dir):
+    running({1: "1.2.0", 2: "1.1.0", 3: "1.1.0"})
+    with tarfile.open(fileobj=io.BytesIO(backup.build()), mode="r:gz") as archive:
+        header = json.loads(archive.extractfile("header.json").read())
+    assert header["product_version"] == "1.1.0"
+
+
+def test_a_standalone_unit_runs_its_own_version(settings, tmp_path, monkeypatch, db):
+    running({1: "1.0.0", 2: "1.0.0", 3: "1.0.0"})  # what a shared address would see
+    home = tmp_path / "unit"
+    home.mkdir()
+    (home / "version.json").write_text('{"version": "1.3.0"}')
+    monkeypatch.setenv("NODE_HOME", str(home))
+    settings.FLOTILLA_ROLE = "node"
+    assert versions.cluster_version() == "1.3.0"
+    assert versions.describe() == "1.3.0"
