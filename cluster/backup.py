@@ -781,6 +781,7 @@ def _check_no_update_under_way():
 
 def _apply(backup, report, user, request):
     content = report.content
+    before = config.latest_number()
     with config.change(user) as done:
         cluster = done.cluster
         cluster.mode, cluster.shared_address = content["cluster"]["mode"], content["cluster"]["shared_address"]
@@ -796,11 +797,13 @@ def _apply(backup, report, user, request):
         if report.origin == report.target and not report.items and rendered != backup.header["configuration_sha256"]:
             raise BackupError("The restore did not reproduce the backed-up configuration")
     generation = done.generation
+    # Users are not in the configuration document: restoring them is a change too.
+    report.changed = generation.number != before or bool(users)
     _record(backup, report, generation, users, user, request)
     if content.get("local_network") is not None and settings.FLOTILLA_ROLE == "node":
         local = content["local_network"]
         transaction.on_commit(lambda: agent.write_json(LOCAL_NETWORK, local))
-    if report.target == "cluster":
+    if report.target == "cluster" and report.changed:
         restart_nodes_one_at_a_time(user)
     return generation
 
@@ -862,7 +865,8 @@ def _record(backup, report, generation, users, user, request):
     header = backup.header
     text = (
         f"Configuration restored from a {header['origin']} backup of {header['created']} "
-        f"(product version {header['product_version']}) as generation {generation.number}"
+        f"(product version {header['product_version']}) "
+        + (f"as generation {generation.number}" if report.changed else "changed nothing: it matches what is in force")
     )
     if report.items:
         text += f", {len(report.items)} setting(s) converted"

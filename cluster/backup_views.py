@@ -106,8 +106,11 @@ def _restore(request, found, convert):
         update_session_auth_hash(request, get_user_model().objects.get(pk=request.user.pk))
     text = f"Configuration restored from the {found.origin} backup of {found.header['created']}"
     text += f" ({len(report.items)} setting(s) converted)" if report.items else ""
-    text += f": now configuration generation {generation.number}."
-    if report.target == "cluster":
+    if not report.changed:
+        text += ": nothing changed, the configuration in force already matches it (no node is rebooted)."
+    else:
+        text += f": now configuration generation {generation.number}."
+    if report.target == "cluster" and report.changed:
         text += " The nodes are rebooted one at a time: Cluster Control shows each one."
     messages.success(request, text)
     return redirect("backup_restore")

@@ -101,8 +101,15 @@ def test_users_are_restored_and_the_operator_stays_logged_in(admin_client, clust
 def test_the_same_configuration_restored_makes_no_new_generation(admin_client, cluster_rows):
     data = download(admin_client)
     generations = ConfigGeneration.objects.count()
-    assert upload(admin_client, data).status_code == 302
+    response = upload(admin_client, data)
+    assert response.status_code == 302
     assert ConfigGeneration.objects.count() == generations
+    page = admin_client.get(response["Location"]).content.decode()
+    assert "nothing changed, the configuration in force already matches it (no node is rebooted)" in page
+    assert "now configuration generation" not in page
+    assert not Rollout.objects.exists()  # no node is rebooted for a restore that changed nothing
+    line = Event.objects.filter(message__startswith="Configuration restored").latest("pk").message
+    assert "changed nothing: it matches what is in force" in line
 
 
 def test_automatic_backups_are_kept_to_the_configured_count_and_listed(admin_client, cluster_rows, settings):

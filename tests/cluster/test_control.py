@@ -72,7 +72,7 @@ def test_a_node_can_be_deleted_only_when_disabled_and_then_becomes_standalone(ad
     assert f"Node {node.number} is being deleted." in response.content.decode()
     wait_until(lambda: not Node.objects.filter(pk=node.pk).exists(), 15)
     assert wait_until(lambda: unit_state(unit, "membership.json").get("mode") == "standalone")
-    message = f"Node {node.number} ({unit.address}) deleted: it is now a standalone unit"
+    message = f"Node {node.number} ({unit.address}) deleted by admin: it is now a standalone unit"
     assert Event.objects.filter(message=message).exists()
     with pytest.raises(ssh.AuthenticationFailed):  # the unit forgot the cluster's key
         ssh.Pool(ssh.load_or_create_key(ssh_key_path())).call(node.target, "status")
@@ -252,5 +252,6 @@ def test_a_join_and_a_delete_carried_out_by_the_worker_are_the_operators_in_the_
     node_pk = join.node_id
     assert admin_client.post(reverse("node_action", args=[node_pk, "delete"])).status_code == 302
     wait_until(lambda: not Node.objects.filter(pk=node_pk).exists(), 20)
+    unit.settle()  # the reboot that ends the delete
     deleted = LogEntry.objects.get_for_model(Node).get(object_pk=str(node_pk), action=LogEntry.Action.DELETE)
     assert (deleted.actor.username, deleted.remote_addr) == ("admin", "127.0.0.1")
