@@ -2,11 +2,14 @@
 
 import hashlib
 import re
+from datetime import datetime, timedelta
 
 from django.contrib import messages
+from django.db.models import Q
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
@@ -39,19 +42,40 @@ def node_rows(now=None):
     return cluster, rows, has_vs
 
 
-def _context(**extra):
+# Add New Node requests stay listed this long after they were made, unless the operator clears them.
+RECENT_JOINS = timedelta(minutes=10)
+SHOWN_JOINS = 5
+
+
+def _recent_joins(request, now):
+    """The Add New Node requests this operator still needs to see: the running ones, and the finished
+    ones of the last minutes that were not cleared (Clear, Continue) in this session. Nothing is deleted."""
+    since = now - RECENT_JOINS
+    cleared_at = request.session.get("joins_cleared_at") if request else None
+    if cleared_at:
+        since = max(since, datetime.fromisoformat(cleared_at))
+    finished = Q(created_at__gte=since) & ~Q(pk__in=request.session.get("joins_seen", []) if request else [])
+    return list(JoinRequest.objects.filter(Q(state=JoinRequest.State.PENDING) | finished)[:SHOWN_JOINS])
+
+
+def _context(request=None, **extra):
     cluster, rows, has_vs = node_rows()
     enabled = sum(1 for r in rows if r["node"].enabled)
+    joins = _recent_joins(request, timezone.now())
     return {
         "cluster": cluster,
         "rows": rows,
         "has_vs": has_vs,
         "enabled_count": enabled,
-        "joins": JoinRequest.objects.all()[:5],
+        "admin_disabled": next((r["node"] for r in rows if r["node"].is_admin and not r["node"].enabled), None),
+        "joins": joins,
+        "joins_finished": any(j.state != JoinRequest.State.PENDING for j in joins),
         "latest_generation": config.latest_number(),
         "add_form": AddNodeForm(),
         "vid_form": VirtualIdForm(initial={"virtual_id": cluster.virtual_id}),
         "drain_form": DrainTimeForm(initial={"drain_time": cluster.drain_time}),
+        "show_options": request is not None and request.GET.get("options") == "open",
+        "errors": {},
         **rollout.panel(),
         **extra,
     }
@@ -67,7 +91,7 @@ def live_version(fragment):
 
 
 def cluster_control(request):
-    context = _context()
+    context = _context(request)
     fragment = render_to_string("cluster/control.html#live", context, request)
     version = live_version(fragment)
     if request.htmx and not request.htmx.boosted:
@@ -80,22 +104,34 @@ def cluster_control(request):
     return render(request, "cluster/control.html", {**context, "live_version": version})
 
 
-def _refused(request, exc, **extra):
-    messages.error(request, str(exc))
-    return render(request, "cluster/control.html", _context(**extra), status=400)
+def _refused(request, exc, where="node", **extra):
+    """Re-render Cluster Control with the refusal beside what caused it: "add" (the Add New Node
+    form), a Cluster Parameters field's name, or "node" (the node table's operations)."""
+    return render(request, "cluster/control.html", _context(request, errors={where: str(exc)}, **extra), status=400)
 
 
 @require_POST
 def add_node(request):
+    """Add New Node. The same form's list of requests is also tidied here: "clear" hides the finished
+    ones, "continue" (the seed's step 7, once a node was added) hides that one; for this session only."""
+    if "clear" in request.POST:
+        request.session["joins_cleared_at"] = timezone.now().isoformat()
+        return redirect("cluster_control")
+    if "continue" in request.POST:
+        seen = request.session.get("joins_seen", [])
+        if request.POST["continue"].isdigit():
+            # Older ones have left the list by age anyway: the session keeps only the last few.
+            request.session["joins_seen"] = [*seen, int(request.POST["continue"])][-50:]
+        return redirect("cluster_control")
     form = AddNodeForm(request.POST)
     if not form.is_valid():
-        return _refused(request, " ".join(e for errs in form.errors.values() for e in errs), add_form=form)
+        return _refused(request, " ".join(e for errs in form.errors.values() for e in errs), "add", add_form=form)
     try:
         membership.request_join(
             form.cleaned_data["address"], form.cleaned_data["code"], form.cleaned_data["fingerprint"], request
         )
     except membership.Refused as exc:
-        return _refused(request, exc, add_form=form)
+        return _refused(request, exc, "add", add_form=form)
     messages.success(request, f"Adding {form.cleaned_data['address']}: see the result below.")
     return redirect("cluster_control")
 
@@ -124,7 +160,17 @@ def node_action(request, pk, action):
         node = ACTIONS[action](pk, request)
     except membership.Refused as exc:
         return _refused(request, exc)
-    messages.success(request, f"Node {node.number} {DONE[action]}.")
+    done = DONE[action]
+    if node.is_admin and action in ("disable", "enable"):
+        # The admin node's row reads Admin whatever it takes: say what changed for its traffic.
+        done = (
+            "(the admin node) disabled: it takes no new connections; it still runs the cluster and its shared WUI"
+            if action == "disable"
+            else "(the admin node) enabled: it takes new connections again"
+        )
+    # The seed's Delete is two steps: OK to confirm, then OK to the confirmation message.
+    tags = "acknowledge" if action == "delete" else ""
+    messages.success(request, f"Node {node.number} {done}.", extra_tags=tags)
     return redirect("cluster_control")
 
 
@@ -157,12 +203,14 @@ def set_parameter(request, field):
         return _refused(
             request,
             form.errors[field][0],
+            field,
             show_options=True,
             **{"vid_form" if field == "virtual_id" else "drain_form": form},
         )
     membership.set_parameter(field, form.cleaned_data[field], request)
     messages.success(request, f"{form.fields[field].label} set to {form.cleaned_data[field]}.")
-    return redirect("cluster_control")
+    # Cluster Parameters stay open, so that the operator sees the value just set.
+    return redirect(reverse("cluster_control") + "?options=open#options")
 
 
 def ha_clustering(request):

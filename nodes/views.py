@@ -2,14 +2,16 @@
 
 import contextlib
 import json
+import os
 import threading
 from datetime import UTC, datetime
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
@@ -46,13 +48,27 @@ def backup_restore(request):
     return backup_views.backup_restore(request)
 
 
+    mode = state.get("mode", "standalone")
+    was = request.GET.get("was", mode)
+    # The cluster finishes a join by rebooting the unit: this page says so, waits through the reboot
+    # (its polls fail meanwhile) and says when the unit is back, instead of reloading into a unit
+    # that does not answer.
+    converted = mode == "member" and "was" in request.GET and was != "member"
+    back = converted and _rebooted_since_joining()
 def cluster_control(request):
     cluster = Cluster.get()
     state = agent.membership()
     context = {
         "cluster": cluster,
-        "mode": state.get("mode", "standalone"),
+        "mode": mode,
+        "converting": converted and not back,
+        "back": mode == "member" and request.GET.get("back") == "1" and _rebooted_since_joining(),
         "membership": state,
+    if request.htmx and not request.htmx.boosted and back:
+        # Back after the reboot: a whole page, since the menu is now a member's.
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = reverse("cluster_control") + "?back=1"
+        return response
         "offer": agent.join_offer(),
         "join_window_minutes": agent.JOIN_WINDOW // 60,
     }
@@ -60,9 +76,18 @@ def cluster_control(request):
     if request.htmx and not request.htmx.boosted:
         template += "#join"
     response = render(request, template, context)
-    if request.htmx and request.GET.get("was", context["mode"]) != context["mode"]:
+    if request.htmx and was != mode and not converted:
         # Joining or back to standalone changes the menu too, which the polled part does not hold.
         response["HX-Refresh"] = "true"
+def _rebooted_since_joining():
+    """Whether the unit started after it became a member (the membership file's time is when)."""
+    try:
+        became_member = os.path.getmtime(os.path.join(agent.node_home(), "membership.json"))
+    except OSError:
+        return False
+    return agent.status().get("booted_at", 0) > became_member
+
+
     return response
 
 
@@ -88,7 +113,10 @@ def cancel_join(request):
 
 def create_cluster(request):
     form = SharedAddressForm(request.POST if request.method == "POST" else None)
-    if request.method == "POST" and form.is_valid():
+    if request.method == "POST":
+        if not form.is_valid():
+            error = " ".join(e for errs in form.errors.values() for e in errs)
+            return render(request, "nodes/create_cluster.html", {"form": form, "error": error}, status=400)
         facts = agent.facts()
         try:
             if unit_mode() != "standalone":
@@ -97,11 +125,11 @@ def create_cluster(request):
             agent.authorize_key(ssh.cluster_public_key())
             membership.create_cluster(shared, facts, own_address(facts), request)
         except membership.Refused as exc:
-            messages.error(request, str(exc))
-            return render(request, "nodes/create_cluster.html", {"form": form}, status=400)
+            return render(request, "nodes/create_cluster.html", {"form": form, "error": str(exc)}, status=400)
         agent.set_membership("admin", shared)
         agent.reboot()
-        return render(request, "nodes/rebooting.html", {"shared": shared})
+        shared_url = f"http://{shared}:{settings.NODE_WUI_PORT}/"
+        return render(request, "nodes/rebooting.html", {"shared": shared, "shared_url": shared_url})
     return render(request, "nodes/create_cluster.html", {"form": form})
 
 
