@@ -3,9 +3,9 @@
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from cluster import backup_views
+from cluster import backup_views, vs_urls
 from cluster import views as cluster_views
-from nodes import views
+from nodes import standalone, views
 from wui import views as wui_views
 
 urlpatterns = [
@@ -24,6 +24,14 @@ urlpatterns = [
     path("network-setup/", include("nodes.network_urls")),
     path("backup-restore/", views.backup_restore, name="backup_restore"),
     path("backup-restore/saved/<str:name>", backup_views.saved_backup, name="saved_backup"),
+    # The shared WUI's own Virtual Services views, so that a standalone unit has the same pages and rules.
+    path(
+        "virtual-services/",
+        include(
+            [path(str(p.pattern), standalone.standalone_only(p.callback), name=p.name) for p in vs_urls.urlpatterns]
+        ),
+    ),
+    path("update-software/", standalone.update_software, name="update_software"),
 ]
 urlpatterns += [
     path(f"{name.replace('_', '-')}/", views.not_built, {"page": name}, name=name) for name in views.PLANNED

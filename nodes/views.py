@@ -22,10 +22,7 @@ from nodes import agent
 from nodes.local import own_address, unit_mode
 from wui import text
 
-PLANNED = {
-    "virtual_services": "Virtual Services",
-    "update_software": "Update Software",
-}
+PLANNED = {}
 MAX_JOIN_BODY = 8192
 
 
