@@ -1,6 +1,7 @@
 """A software update of a 4-node cluster of real units: send, verify, install, reboot, rolling reboot."""
 
 import hashlib
+import html
 import re
 import time
 from datetime import timedelta
@@ -71,8 +72,10 @@ def warm_up_all():
 
 
 def said(response):
-    """The page's messages, for an assertion's explanation."""
-    return re.findall(r'class="message[^"]*"[^>]*>([^<]*)<', response.content.decode())
+    """The page's messages and errors, as the operator reads them."""
+    pattern = r'<(?:p|div)[^>]*(?:class="message|role="alert")[^>]*>(.*?)</(?:p|div)>'
+    found = re.findall(pattern, response.content.decode(), re.S)
+    return [html.unescape(re.sub(r"<[^>]+>", "", text)).strip() for text in found]
 
 
 def install(client, path):
@@ -107,7 +110,8 @@ def reboot(client, number):
 def test_an_update_is_installed_everywhere_then_each_node_rebooted_the_admin_node_last(
     admin_client, four, key, tmp_path
 ):
-    response = install(admin_client, build(tmp_path, key))
+    path = build(tmp_path, key)
+    response = install(admin_client, path)
     assert response.status_code == 302 and response.url == reverse("cluster_control")
     update = settled_rollout()
     assert update.state == Rollout.State.INSTALLED, update.message
@@ -130,6 +134,7 @@ def test_an_update_is_installed_everywhere_then_each_node_rebooted_the_admin_nod
     assert unit_state(four.node(1), "slots.json")["pending_version"] == NEW
 
     for n in (2, 3, 4, 1):
+        all_up()  # the one node out is back in rotation before the next goes
         done = reboot(admin_client, n)
         assert f"Node {n} is rebooting to run the new software" in done.content.decode()
         wait_until(
@@ -141,6 +146,12 @@ def test_an_update_is_installed_everywhere_then_each_node_rebooted_the_admin_nod
     assert wait_until(lambda: Rollout.objects.get().state == Rollout.State.DONE, 10)
     assert Event.objects.filter(message="Software update complete: every node runs version 1.1.0").exists()
     assert Event.objects.filter(message__startswith="Node 2 now dead").exists()  # it really went down
+    # The cluster now runs 1.1.0: the same patch is no upgrade any more.
+    assert "Running version: 1.1.0." in admin_client.get(reverse("update_software")).content.decode()
+    again = admin_client.post(
+        reverse("update_software"), {"patch": SimpleUploadedFile("again.patch", path.read_bytes()), "action": "upload"}
+    )
+    assert "version 1.1.0 is not newer than the running 1.1.0" in again.content.decode()
 
 
 def test_a_node_that_fails_to_verify_is_reported_and_no_other_node_is_changed(admin_client, four, key, tmp_path):
