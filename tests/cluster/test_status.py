@@ -1,13 +1,16 @@
 """Node status over time, with an injected clock: the seed's rules, step by step."""
 
+import colorsys
 import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.conf import settings
+from playwright.sync_api import expect
 
 from cluster.models import Node
 from cluster.status import COLOURS, Status, cluster_summary, node_status, warm_up_left
+from tests.cluster.test_live_table import every_status, log_in
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 DRAIN = 10
@@ -223,6 +226,62 @@ def test_every_status_colour_comes_from_colours_and_is_readable(status):
     colour = colour_of(COLOURS[status])
     for background in ("#ffffff", "#f3f4f6"):  # table cells, the page
         assert contrast(colour, background) >= 4.5, f"{status.label} {colour} on {background}"
+
+
+# What each of COLOURS' names means, as a hue range in degrees (grey: hardly any saturation).
+HUES = {"blue": (190, 250), "green": (90, 160), "red": (-15, 15), "yellow": (40, 65), "purple": (260, 300)}
+
+
+def looks_like(name, rgb):
+    hue, _, saturation = colorsys.rgb_to_hls(*(c / 255 for c in rgb))
+    if name == "grey":
+        return saturation < 0.1
+    low, high = HUES[name]
+    degrees = hue * 360 if hue * 360 <= 345 else hue * 360 - 360
+    return saturation > 0.3 and low <= degrees <= high
+
+
+def rgb(css):
+    return tuple(int(float(n)) for n in re.findall(r"[\d.]+", css)[:3])
+
+
+def hex_of(rgb_):
+    return "#" + "".join(f"{c:02x}" for c in rgb_)
+
+
+@pytest.mark.browser
+def test_status_cells_in_the_browser_show_their_colours_name_readably(page, live_server, admin_user):
+    nodes = every_status()
+    log_in(page, live_server.url + "/cluster-control/")
+    for key, node in nodes.items():
+        status = Status(key)
+        cell = page.locator(f'tr[data-node="{node.number}"] td.status')
+        expect(cell).to_have_attribute("data-colour", COLOURS[status])
+        seen = cell.evaluate(
+            """td => {
+                let bg = null;
+                for (let e = td; e && !bg; e = e.parentElement) {
+                    const c = getComputedStyle(e).backgroundColor;
+                    if (c !== "rgba(0, 0, 0, 0)" && c !== "transparent") bg = c;
+                }
+                return {colour: getComputedStyle(td).color, background: bg || "rgb(255, 255, 255)",
+                        marker: getComputedStyle(td, "::before").backgroundImage,
+                        markerColour: getComputedStyle(td, "::before").backgroundColor,
+                        clip: getComputedStyle(td).backgroundClip};
+            }"""
+        )
+        colour, background = rgb(seen["colour"]), rgb(seen["background"])
+        assert seen["clip"] != "text", f"{status.label} is clipped text"
+        assert contrast(hex_of(colour), hex_of(background)) >= 4.5, f"{status.label}: {seen}"
+        name = COLOURS[status]
+        if name == "green-red":
+            # Readable text, with a marker beside it in both colours.
+            marker = [rgb(m) for m in re.findall(r"rgb\([^)]*\)", seen["marker"])]
+            assert any(looks_like("green", m) for m in marker) and any(looks_like("red", m) for m in marker), seen
+        else:
+            assert hex_of(colour) == colour_of(name), f"{status.label}: {seen}"
+            assert looks_like(name, colour), f"{status.label} is {name} in COLOURS but shows {hex_of(colour)}"
+            assert rgb(seen["markerColour"]) == colour, f"{status.label}'s marker: {seen}"
 
 
 def test_no_status_colour_is_set_outside_the_one_table():
