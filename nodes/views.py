@@ -45,6 +45,9 @@ def backup_restore(request):
     return backup_views.backup_restore(request)
 
 
+def cluster_control(request):
+    cluster = Cluster.get()
+    state = agent.membership()
     mode = state.get("mode", "standalone")
     was = request.GET.get("was", mode)
     # The cluster finishes a join by rebooting the unit: this page says so, waits through the reboot
@@ -52,23 +55,20 @@ def backup_restore(request):
     # that does not answer.
     converted = mode == "member" and "was" in request.GET and was != "member"
     back = converted and _rebooted_since_joining()
-def cluster_control(request):
-    cluster = Cluster.get()
-    state = agent.membership()
     context = {
         "cluster": cluster,
         "mode": mode,
+        "membership": state,
+        "offer": agent.join_offer(),
+        "join_window_minutes": agent.JOIN_WINDOW // 60,
         "converting": converted and not back,
         "back": mode == "member" and request.GET.get("back") == "1" and _rebooted_since_joining(),
-        "membership": state,
+    }
     if request.htmx and not request.htmx.boosted and back:
         # Back after the reboot: a whole page, since the menu is now a member's.
         response = HttpResponse(status=204)
         response["HX-Redirect"] = reverse("cluster_control") + "?back=1"
         return response
-        "offer": agent.join_offer(),
-        "join_window_minutes": agent.JOIN_WINDOW // 60,
-    }
     template = "nodes/cluster_control.html"
     if request.htmx and not request.htmx.boosted:
         template += "#join"
@@ -76,6 +76,9 @@ def cluster_control(request):
     if request.htmx and was != mode and not converted:
         # Joining or back to standalone changes the menu too, which the polled part does not hold.
         response["HX-Refresh"] = "true"
+    return response
+
+
 def _rebooted_since_joining():
     """Whether the unit started after it became a member (the membership file's time is when)."""
     try:
@@ -83,9 +86,6 @@ def _rebooted_since_joining():
     except OSError:
         return False
     return agent.status().get("booted_at", 0) > became_member
-
-
-    return response
 
 
 @require_POST
