@@ -137,8 +137,10 @@ def node_status(node, now, drain_time, has_virtual_services, services_since=None
         if f.disabled_at and now - f.disabled_at < timedelta(seconds=drain_time):
             return Status.DRAINING
         return Status.DISABLED
-    if f.maintenance_since and now - f.maintenance_since < timedelta(seconds=drain_time):
-        return Status.DRAINING  # a rolling reboot drains it first
+    if f.maintenance_since and answering(f, now):
+        # A rolling reboot took it out: it drains, then waits for its reboot, taking no new
+        # connections all along; it is never shown Starting between the drain and the reboot.
+        return Status.DRAINING
     if not answering(f, now):
         # A restarted control plane has not asked yet: its silence is no news of the node.
         return Status.CHECKING if unheard(f, checks_since) else Status.DOWN

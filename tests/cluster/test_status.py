@@ -166,6 +166,24 @@ def test_a_node_that_stops_answering_a_running_control_plane_is_down():
     assert clock.status(checks_since=started) == Status.DOWN
 
 
+def test_a_rolling_reboot_shows_draining_until_the_reboot_then_down_then_starting_never_starting_between():
+    clock = Clock()
+    clock.node.enabled = True
+    clock.tick(40)
+    assert clock.status() == Status.UP
+    clock.node.maintenance_since = clock.now
+    seen = []
+    for _ in range(DRAIN + 3):  # the drain, then a few rounds before the reboot request goes out
+        clock.tick(accepting=False)
+        seen.append(clock.status())
+    assert set(seen) == {Status.DRAINING}
+    clock.tick(2, ok=False)  # rebooting
+    assert clock.status() == Status.DOWN
+    clock.node.maintenance_since = None  # back on its new boot: the rollout lets it in again
+    clock.tick(accepting=True)
+    assert clock.status() == Status.STARTING
+
+
 def test_the_admin_node_is_always_admin():
     clock = Clock()
     clock.node.is_admin = True
