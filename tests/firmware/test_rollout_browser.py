@@ -8,7 +8,7 @@ from playwright.sync_api import expect
 
 from tests.cluster.conftest import add_enabled, cluster_on_node1, with_virtual_service  # noqa: F401
 from tests.conftest import ADMIN_PASSWORD
-from tests.firmware.test_rollout import build, warm_up_all
+from tests.firmware.test_rollout import all_up, build, warm_up_all
 
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("cluster_on_node1")]
 
@@ -63,6 +63,7 @@ def test_an_operator_uploads_installs_and_reboots_the_nodes_admin_last(
     row(page, 1).get_by_role("button", name="Reboot").click()
     expect(page.get_by_role("main")).to_contain_text("Node 1 is the admin node: it is rebooted last")
 
+    all_up()  # the clock past the nodes' warm-up: each one serving, none out
     row(page, 2).get_by_role("button", name="Reboot").click()
     expect(page.get_by_role("main")).to_contain_text("Node 2 is rebooting to run the new software")
     # Node 3 at once: node 2 is out from its Reboot on, before it even shows Down.
