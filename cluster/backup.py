@@ -299,11 +299,13 @@ def filename(now=None):
 # --- reading and checking a backup -------------------------------------------------
 
 
-def read(path, max_bytes=None, running_version=agent.VERSION, passphrase=None):
+def read(path, max_bytes=None, running_version=None, passphrase=None):
     """The checked Backup in the file at path, or BackupError saying what is wrong with it.
 
     passphrase: what the operator typed with the file, for a backup made with one.
+    running_version: what the cluster (or this unit) runs; a backup from a newer version is refused.
     """
+    running_version = running_version or versions.cluster_version()
     max_bytes = max_bytes or settings.BACKUP_MAX_BYTES
     size = os.path.getsize(path)
     if size == 0:

@@ -17,8 +17,8 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
 from cluster import backup, events
+from firmware import versions
 from firmware.patch import human_size
-from nodes import agent
 from nodes.local import unit_mode
 from wui.uploads import streamed_upload
 
@@ -137,7 +137,7 @@ def _page(request, status=200, **context):
     context = {
         "title": "Backup/Restore",
         "origin": backup.local_origin(),
-        "running_version": agent.VERSION,
+        "running_version": versions.cluster_version(),
         "max_bytes": settings.BACKUP_MAX_BYTES,
         "saved": backup.saved_backups(),
         "interval": settings.BACKUP_INTERVAL,
