@@ -19,6 +19,7 @@ from tests.cluster.conftest import SHARED, unit_state
 from tests.conftest import ADMIN_PASSWORD, wait_until
 
 pytestmark = pytest.mark.browser
+MAX_BYTES = 2 * 2**20  # the units' limit for a software update in these tests
 
 
 def log_in(page, url):
@@ -66,6 +67,7 @@ def trusting_unit(units):
     unit = units.node(3)
     before = dict(units.wui_env)
     units.wui_env["FIRMWARE_TRUSTED_KEYS"] = patch.public_key_text(key)
+    units.wui_env["FIRMWARE_MAX_BYTES"] = str(MAX_BYTES)
     try:
         unit.restart()
         yield unit, key
@@ -164,6 +166,12 @@ def test_a_standalone_unit_updates_its_own_software_and_runs_it_after_its_reboot
     log_in(page, unit.wui_url + "/")
     menu(page, "Update Software")
     expect(page.get_by_text("Running version: 1.0.0.")).to_be_visible()
+
+    # Over the limit: refused before the body is read.
+    file = {"name": "big.patch", "mimeType": "application/octet-stream", "buffer": b"\0" * (MAX_BYTES + 2**17)}
+    response = csrf_post(page, unit.wui_url + "/update-software/", multipart={"action": "upload", "patch": file})
+    assert response.status == 413
+    assert "The file is too large" in response.text()
 
     # A patch signed by a key the unit does not trust is refused and not kept.
     page.get_by_label("Software Update File").set_input_files(forged)
