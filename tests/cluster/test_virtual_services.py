@@ -1,6 +1,7 @@
 """Virtual Services > View/Modify Services: pages, validation, the cluster's restrictions, the configuration."""
 
 import html
+import re
 import threading
 from datetime import timedelta
 
@@ -506,3 +507,13 @@ def test_two_operators_creating_the_same_endpoint_at_once_leave_one_service(admi
     assert VirtualService.objects.count() == 1
     assert ConfigGeneration.objects.count() == 1
     assert Event.objects.filter(message__contains="created by admin").count() == 1
+
+
+def test_a_refused_field_is_marked_invalid_and_described_by_its_error(admin_client, in_cluster):
+    response = admin_client.post(reverse("virtual_service_add"), form(port="70000"))
+    assert response.status_code == 400
+    page = response.content.decode()
+    field = re.search(r'<input[^>]*name="port"[^>]*>', page).group(0)
+    assert 'aria-invalid="true"' in field
+    described = re.search(r'aria-describedby="([^"]+)"', field).group(1).split()
+    assert "id_port_error" in described and 'id="id_port_error"' in page

@@ -88,3 +88,10 @@ def test_repeated_wrong_passwords_lock_the_user_out(client, admin_user):
     assert response.status_code == 429
     assert "Too many failed logins" in response.content.decode()
     assert "_auth_user_id" not in client.session
+
+
+@pytest.mark.django_db
+def test_a_refused_login_marks_both_fields_and_says_why(client):
+    page = client.post(reverse("login"), {"username": "nobody", "password": "wrong"}).content.decode()
+    assert 'id="login-error"' in page
+    assert page.count('aria-invalid="true" aria-describedby="login-error"') == 2
