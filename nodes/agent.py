@@ -595,6 +595,7 @@ def accept_join(code, cluster_key, shared_address, now=None):
                 "accepted_at": now,
             }
             write_json("membership.json", state)
+            _new_configuration_source()
             append_log("info", f"Join code accepted: joining the cluster at {shared}")
         authorize_key(cluster_key)
         if os.path.exists(_path("join.json")):
@@ -711,6 +712,7 @@ def leave_cluster():
     with state_lock():
         path = _authorized_keys_path()
         write_json("membership.json", {"mode": "standalone"})
+        _new_configuration_source()
         append_log("warning", "Removed from the cluster: now a standalone unit")
         if os.path.exists(path):
             _write_private(path, "")
@@ -722,6 +724,14 @@ def leave_cluster():
 
 def canonical(document):
     return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _new_configuration_source():
+    """Joining or leaving a cluster changes who numbers the generations: the unit's own WUI or the
+    cluster. The applied document is kept aside as the previous one, so the new source's first
+    generation applies whatever its number."""
+    if os.path.exists(_path("config.json")):
+        os.replace(_path("config.json"), _path("config.prev.json"))
 
 
 def apply_config(text):

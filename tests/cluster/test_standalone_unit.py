@@ -241,14 +241,12 @@ def test_a_member_units_own_pages_show_the_cluster_and_change_nothing(page, memb
     assert unit_state(unit, "slots.json") == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the agent refuses the unit's own generations while the departed cluster's higher one is applied",
-)
 def test_a_unit_deleted_from_a_cluster_applies_its_own_changes(page, units):
     unit = units.node(2)
-    # Delete leaves the unit standalone, still running the cluster's document at the cluster's generation.
+    # A member running the cluster's document at the cluster's generation, then deleted from it.
+    unit.agent("membership", "member", SHARED)
     apply_cluster_configuration(unit, 7)
+    unit.agent("leave-cluster")
     assert unit.agent("status")["mode"] == "standalone"
     log_in(page, unit.wui_url + "/virtual-services/add")
     page.get_by_label("Service Name").fill("own")
