@@ -42,7 +42,7 @@ services:
 AXE := var/npm/node_modules/axe-core/axe.min.js
 $(AXE):
 	@command -v npm >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends npm; }
-	npm install --prefix var/npm --no-audit --no-fund --silent axe-core@4
+	npm install --prefix var/npm --no-audit --no-fund --silent axe-core@4.14.1
 
 axe: $(AXE)
 
