@@ -783,8 +783,8 @@ def _check_no_update_under_way():
 
 def _apply(backup, report, user, request):
     content = report.content
-    before = config.latest_number()
     with config.change(user) as done:
+        before = config.render()
         cluster = done.cluster
         cluster.mode, cluster.shared_address = content["cluster"]["mode"], content["cluster"]["shared_address"]
         cluster.save(update_fields=["mode", "shared_address"])
@@ -799,8 +799,9 @@ def _apply(backup, report, user, request):
         if report.origin == report.target and not report.items and rendered != backup.header["configuration_sha256"]:
             raise BackupError("The restore did not reproduce the backed-up configuration")
     generation = done.generation
+    # What the database said before, not the newest generation: the two can differ (reconcile()).
     # Users are not in the configuration document: restoring them is a change too.
-    report.changed = generation.number != before or bool(users)
+    report.changed = config.render() != before or bool(users)
     _record(backup, report, generation, users, user, request)
     if content.get("local_network") is not None and settings.FLOTILLA_ROLE == "node":
         local = content["local_network"]
