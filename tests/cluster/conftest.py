@@ -19,7 +19,7 @@ def cluster_on_node1(units, transactional_db, celery_worker):
     return units
 
 
-def add(client, unit, **extra):
+def add(client, unit, settle=True, **extra):
     """Add New Node with the code the unit shows after Add to Cluster; returns the finished request."""
     code = extra.pop("code", None) or unit.agent("offer-join")["code"]
     response = client.post(reverse("add_node"), {"address": unit.address, "code": code, **extra})
@@ -27,7 +27,8 @@ def add(client, unit, **extra):
     join = wait_until(
         lambda: JoinRequest.objects.filter(address=unit.address).exclude(state=JoinRequest.State.PENDING).first(), 20
     )
-    unit.settle()  # the reboot that finishes the conversion
+    if settle:
+        unit.settle()  # the reboot that finishes the conversion
     return join
 
 
@@ -37,6 +38,20 @@ def add_enabled(client, unit):
     node = Node.objects.get(address=unit.address)
     client.post(reverse("node_action", args=[node.pk, "enable"]))
     return node
+
+
+def add_all_enabled(client, units):
+    """Add and enable these units, in order (node numbers follow it), their reboots overlapping."""
+    joins = [add(client, unit, settle=False) for unit in units]
+    for unit in units:
+        unit.settle()
+    nodes = []
+    for unit, join in zip(units, joins, strict=True):
+        assert join.state == JoinRequest.State.DONE, join.message
+        node = Node.objects.get(address=unit.address)
+        client.post(reverse("node_action", args=[node.pk, "enable"]))
+        nodes.append(node)
+    return nodes
 
 
 def with_virtual_service():

@@ -14,7 +14,7 @@ from django.utils import timezone
 from cluster import config
 from cluster.models import Cluster, ConfigGeneration, Event, Interface, JoinRequest, Node
 from cluster.status import answering
-from tests.cluster.conftest import add, add_enabled, unit_state
+from tests.cluster.conftest import add, add_all_enabled, add_enabled, unit_state
 from tests.conftest import Worker, wait_until
 
 pytestmark = pytest.mark.usefixtures("cluster_on_node1")
@@ -209,8 +209,7 @@ def frozen(unit):
 
 
 def test_one_hung_node_during_a_push_never_makes_the_others_look_down(admin_client, units):
-    for n in (2, 3):
-        add_enabled(admin_client, units.node(n))
+    add_all_enabled(admin_client, [units.node(n) for n in (2, 3)])
     others = [Node.objects.get(number=n) for n in (1, 2)]
     hung = Node.objects.get(number=3)
     wait_until(lambda: all(answering(Node.objects.get(pk=n.pk), timezone.now()) for n in [*others, hung]), 20)

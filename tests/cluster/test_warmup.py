@@ -18,7 +18,7 @@ from cluster import health, membership, ssh
 from cluster.models import Cluster, Event, Node, VirtualService
 from cluster.status import Status, answering
 from cluster.views import node_rows
-from tests.cluster.conftest import add_enabled, with_virtual_service
+from tests.cluster.conftest import add_all_enabled, with_virtual_service
 from tests.conftest import wait_until
 
 BOOT = 1_000.0
@@ -167,7 +167,7 @@ def test_a_restarted_control_plane_shows_checking_never_down_and_logs_no_death(
     admin_client, units, celery_worker, cluster_on_node1
 ):
     with_virtual_service()
-    members = [add_enabled(admin_client, units.node(n)) for n in (2, 3)]
+    members = add_all_enabled(admin_client, [units.node(n) for n in (2, 3)])
     wait_until(lambda: all(answering(Node.objects.get(pk=m.pk), timezone.now()) for m in members), 20)
 
     celery_worker.stop()

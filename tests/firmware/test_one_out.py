@@ -15,7 +15,7 @@ from cluster.models import Cluster, Event, Node, VirtualService
 from cluster.status import Status, answering
 from cluster.views import node_rows
 from firmware.models import Rollout, RolloutNode
-from tests.cluster.conftest import add_enabled, cluster_on_node1, unit_state, with_virtual_service  # noqa: F401
+from tests.cluster.conftest import add_all_enabled, add_enabled, cluster_on_node1, unit_state, with_virtual_service  # noqa: F401
 from tests.conftest import wait_until
 from tests.firmware.test_rollout import (
     NEW,
@@ -67,8 +67,7 @@ def refusal(response):
 def three(admin_client, units):
     """Node 1 the admin, nodes 2 and 3 enabled and Up, one Virtual Service: the smallest cluster."""
     with_virtual_service()
-    for n in (2, 3):
-        add_enabled(admin_client, units.node(n))
+    add_all_enabled(admin_client, [units.node(n) for n in (2, 3)])
     for n in (2, 3):
         wait_until(lambda n=n: unit_state(units.node(n), "traffic.json").get("accepting") is True, 15)
     all_up()

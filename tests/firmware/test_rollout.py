@@ -19,7 +19,7 @@ from firmware import patch
 from firmware.models import Rollout, RolloutNode
 from nodes.harness import BASE_DIR
 from tests.backup.conftest import download, upload
-from tests.cluster.conftest import add_enabled, cluster_on_node1, unit_state, with_virtual_service  # noqa: F401
+from tests.cluster.conftest import add_all_enabled, add_enabled, cluster_on_node1, unit_state, with_virtual_service  # noqa: F401
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.usefixtures("cluster_on_node1")
@@ -42,8 +42,7 @@ def build(tmp_path, key, version=NEW, edit=None):
 def four(admin_client, units):
     """Node 1 the admin, nodes 2-4 enabled and Up, one Virtual Service."""
     with_virtual_service()
-    for n in (2, 3, 4):
-        add_enabled(admin_client, units.node(n))
+    add_all_enabled(admin_client, [units.node(n) for n in (2, 3, 4)])
     for n in (2, 3, 4):
         wait_until(lambda n=n: unit_state(units.node(n), "traffic.json").get("accepting") is True, 15)
     all_up()

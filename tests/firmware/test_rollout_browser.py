@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 from playwright.sync_api import expect
 
-from tests.cluster.conftest import add_enabled, cluster_on_node1, with_virtual_service  # noqa: F401
+from tests.cluster.conftest import add_all_enabled, cluster_on_node1, with_virtual_service  # noqa: F401
 from tests.conftest import ADMIN_PASSWORD
 from tests.firmware.test_rollout import all_up, build, warm_up_all
 
@@ -26,8 +26,7 @@ def test_an_operator_uploads_installs_and_reboots_the_nodes_admin_last(
     tmp_path,
 ):
     with_virtual_service()
-    for n in (2, 3):
-        add_enabled(admin_client, units.node(n))
+    add_all_enabled(admin_client, [units.node(n) for n in (2, 3)])
     path = build(tmp_path, key)
 
     page.goto(live_server.url + reverse("update_software"))
