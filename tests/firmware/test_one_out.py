@@ -27,6 +27,7 @@ from tests.firmware.test_rollout import (
     reboot_order,
     roll,
     settled_rollout,
+    start_rolling,
     version_of,
     warm_up_all,
 )
@@ -169,8 +170,7 @@ def test_a_rolling_reboot_waits_for_a_node_that_is_out_before_it_takes_the_next(
     Cluster.objects.update(drain_time=1)
     install(admin_client, build(tmp_path, key))
     assert settled_rollout().state == Rollout.State.INSTALLED
-    all_up()
-    admin_client.post(reverse("rollout_action", args=["rolling"]))
+    start_rolling(admin_client)
     wait_until(lambda: 2 in reboot_order(), 30, message=lambda: str(Rollout.objects.values().get()))
     booted = Node.objects.get(number=4).booted_at
     units.node(4).restart()  # an unplanned restart while node 2 is out: node 4 comes back Starting

@@ -60,6 +60,18 @@ def all_up():
     wait_until(up, 15, message=lambda: str([(r["node"].number, r["status"]) for r in node_rows()[1]]))
 
 
+def start_rolling(client):
+    """Rolling Reboot once every node is Up: a health round may still move a warm-up start (the
+    first Virtual Service noted, an older fact written back) between all_up() and the click."""
+
+    def attempt():
+        all_up()
+        response = client.post(reverse("rollout_action", args=["rolling"]), follow=True)
+        return response if response.status_code == 200 else None
+
+    return wait_until(attempt, 30)
+
+
 def healthy(node):
     return not node.failures and node.last_ok_at and timezone.now() - node.last_ok_at < timedelta(seconds=3)
 
@@ -209,8 +221,7 @@ def test_a_rolling_reboot_drains_and_reboots_one_node_at_a_time_the_admin_last(a
     Cluster.objects.update(drain_time=1)
     install(admin_client, build(tmp_path, key))
     assert settled_rollout().state == Rollout.State.INSTALLED
-    all_up()
-    response = admin_client.post(reverse("rollout_action", args=["rolling"]), follow=True)
+    response = start_rolling(admin_client)
     assert "Rolling reboot started: one node at a time, the admin node last." in said(response), said(response)
     update = roll(admin_client, four, check=at_most_one_out)
     assert update.state == Rollout.State.DONE, update.message
@@ -245,8 +256,7 @@ def test_a_rolling_reboot_halts_on_a_node_that_does_not_come_back_and_can_be_can
 
     install(admin_client, build(tmp_path, key, edit=broken))
     assert settled_rollout().state == Rollout.State.INSTALLED
-    all_up()
-    admin_client.post(reverse("rollout_action", args=["rolling"]))
+    start_rolling(admin_client)
     update = roll(admin_client, four, timeout=60)
     assert update.state == Rollout.State.HALTED
     assert update.message.startswith("Rolling reboot halted at Node 2: it did not come back within 4 s of its reboot")
@@ -274,8 +284,7 @@ def test_a_worker_killed_mid_rollout_is_shown_interrupted_and_the_next_worker_fi
     Cluster.objects.update(drain_time=1)
     install(admin_client, build(tmp_path, key))
     assert settled_rollout().state == Rollout.State.INSTALLED
-    all_up()
-    admin_client.post(reverse("rollout_action", args=["rolling"]))
+    start_rolling(admin_client)
     wait_until(lambda: 3 in reboot_order(), 60, message=lambda: str(Rollout.objects.values().get()))
     celery_worker.kill()
     try:
