@@ -32,7 +32,8 @@ django.setup()
 from django.conf import settings
 from django.db import connection, transaction
 
-from cluster import config, ssh
+from cluster import ssh
+from cluster.configuration import rules as config
 from cluster.models import Cluster as ClusterRow
 from cluster.models import Node
 from nodes.harness import Cluster

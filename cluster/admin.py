@@ -2,7 +2,7 @@
 
 from django.contrib import admin
 
-from cluster.models import Cluster, Event, Node, VirtualService
+from cluster.models import Cluster, Event, Node, Rollout, RolloutNode, VirtualService
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -52,3 +52,21 @@ def _audit_admin():
 
 
 _audit_admin()
+
+
+# Software updates and restores' reboots
+class RolloutNodeInline(admin.TabularInline):
+    model = RolloutNode
+    fields = readonly_fields = ["node", "state", "sent", "size", "message"]
+    can_delete = False
+    extra = 0
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Rollout)
+class RolloutAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "kind", "version", "state", "created_by", "message"]
+    list_filter = ["kind", "state"]
+    inlines = [RolloutNodeInline]

@@ -12,6 +12,7 @@ import os
 import shlex
 import socket
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -221,11 +222,23 @@ class Pool:
         for conn in conns:
             conn.close()
 
+    @contextmanager
+    def _wire_errors(self, target, verb, timeout):
+        """A command that fails on the wire, as the operator reads it; the next call opens a fresh connection."""
+        try:
+            yield
+        except TimeoutError as exc:
+            self.drop(target)
+            raise CommandTimeout(target, f"{verb} gave no answer in {timeout or self.command_timeout:g} s") from exc
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            self.drop(target)
+            raise Unreachable(target, str(exc) or type(exc).__name__) from exc
+
     def run(self, target, verb, *args, timeout=None):
         """Run one agent command in its own channel; returns its JSON result."""
         conn = self._connection(target)
         command = " ".join([AGENT, shlex.quote(verb), *(shlex.quote(str(a)) for a in args)])
-        try:
+        with self._wire_errors(target, verb, timeout):
             channel = conn.transport.open_session(timeout=self.connect_timeout)
             channel.settimeout(timeout or self.command_timeout)
             channel.exec_command(command)
@@ -233,12 +246,6 @@ class Pool:
             err = _read_all(channel.recv_stderr)
             code = channel.recv_exit_status()
             channel.close()
-        except TimeoutError as exc:
-            self.drop(target)
-            raise CommandTimeout(target, f"{verb} gave no answer in {timeout or self.command_timeout:g} s") from exc
-        except (paramiko.SSHException, OSError, EOFError) as exc:
-            self.drop(target)
-            raise Unreachable(target, str(exc) or type(exc).__name__) from exc
         return _parse(target, verb, code, out, err)
 
     def call(self, target, verb, *args, timeout=None, lane="control"):
@@ -255,18 +262,11 @@ class Pool:
     def _call_once(self, target, verb, args, timeout, lane):
         conn = self._connection(target)
         request = json.dumps({"verb": verb, "args": list(args)}).encode() + b"\n"
-        with conn.locks[lane]:
-            try:
-                channel, reader = conn.sessions.get(lane) or self._start_session(conn, lane)
-                channel.settimeout(timeout or self.command_timeout)
-                channel.sendall(request)
-                line = reader.readline()
-            except TimeoutError as exc:
-                self.drop(target)
-                raise CommandTimeout(target, f"{verb} gave no answer in {timeout or self.command_timeout:g} s") from exc
-            except (paramiko.SSHException, OSError, EOFError) as exc:
-                self.drop(target)
-                raise Unreachable(target, str(exc) or type(exc).__name__) from exc
+        with conn.locks[lane], self._wire_errors(target, verb, timeout):
+            channel, reader = conn.sessions.get(lane) or self._start_session(conn, lane)
+            channel.settimeout(timeout or self.command_timeout)
+            channel.sendall(request)
+            line = reader.readline()
         if not line:
             self.drop(target)
             raise Unreachable(target, "the agent session closed")

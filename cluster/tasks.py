@@ -2,12 +2,10 @@
 
 from celery import shared_task
 
-from cluster import config, health, membership, services
-
-
-@shared_task
-def refresh_facts(node_id):
-    services.refresh_facts(node_id)
+from cluster.configuration import push
+from cluster.membership import health
+from cluster.membership import rules as membership
+from cluster.rollout import rules as rollout
 
 
 @shared_task(expires=2)
@@ -32,16 +30,21 @@ def sync_node(node_id):
 
 @shared_task
 def push_config(node_ids=None):
-    config.push_soon(node_ids)
+    push.push_soon(node_ids)
 
 
 @shared_task
 def resync_node(node_id):
-    config.push_soon([node_id])
+    push.push_soon([node_id])
 
 
 @shared_task
 def scheduled_backup():
-    from cluster import backup
+    from cluster.backup import rules as backup
 
     backup.save_scheduled()
+
+
+@shared_task
+def reboot_node(node_id):
+    rollout.send_reboot(node_id)

@@ -33,8 +33,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from cluster.rollout import versions
 from wui import bounded
-from wui.text import short
+from wui.text import human_size, short
 
 FORMAT = 1
 NAME = "flotilla"
@@ -50,7 +51,6 @@ GZIP_MAGIC = b"\x1f\x8b"
 HEAD_ROOM = 64 * 1024
 MEMBER_ROOM = 4 * 1024
 # Three numbers, no leading zeros: "1.01.0" would otherwise equal "1.1.0".
-VERSION_RE = re.compile(r"(0|[1-9][0-9]{0,8})(\.(0|[1-9][0-9]{0,8})){2}")
 SHA256_RE = re.compile(r"[0-9a-f]{64}")
 
 
@@ -83,9 +83,10 @@ class Manifest:
 
 
 def parse_version(text):
-    if not isinstance(text, str) or not VERSION_RE.fullmatch(text):
-        raise PatchError(f"invalid version string {bounded.said(text)}: a version is three numbers, like 1.2.0")
-    return tuple(int(part) for part in text.split("."))
+    try:
+        return versions.parse_version(text)
+    except versions.BadVersion as exc:
+        raise PatchError(str(exc)) from None
 
 
 def check_newer(version, running_version, allow_downgrade=False):
@@ -120,10 +121,6 @@ def load_trusted_keys(encoded):
             "'manage.py build_firmware --new-key' in FIRMWARE_TRUSTED_KEYS"
         )
     return keys
-
-
-def human_size(n):
-    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n} bytes"
 
 
 # Member checks, shared by verify() and extract()

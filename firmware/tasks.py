@@ -2,17 +2,12 @@
 
 from celery import shared_task
 
-from firmware import rollout
+from firmware import install
 
 
 # The biggest patch to the largest cluster takes minutes: the limit only ends a send that hangs. It is
 # acknowledged when it starts, not when done: after a worker's death the Rollout rows resume it
-# (rollout.STALLED_AFTER), and a message handed out again could run a second send beside a live one.
+# (cluster.rollout.rules.STALLED_AFTER), and a message handed out again could run a second send beside a live one.
 @shared_task(time_limit=30 * 60, acks_late=False)
 def distribute(rollout_id):
-    rollout.distribute(rollout_id)
-
-
-@shared_task
-def reboot_node(node_id):
-    rollout.send_reboot(node_id)
+    install.distribute(rollout_id)

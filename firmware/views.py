@@ -12,14 +12,18 @@ from django.contrib import messages
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
-from firmware import patch, rollout, versions
-from firmware.models import Rollout
-from firmware.rollout import patch_dir
+from cluster import events
+from cluster.models import Rollout
+from cluster.rollout import versions
+from cluster.rollout.rules import Refused
+from firmware import install, patch
+from firmware.install import patch_dir
+from wui.text import human_size
 from wui.uploads import streamed_upload
 
 
 def _too_large(request, size):
-    size, limit = patch.human_size(size), patch.human_size(settings.FIRMWARE_MAX_BYTES)
+    size, limit = human_size(size), human_size(settings.FIRMWARE_MAX_BYTES)
     error = f"The file is too large: the upload is {size}, over the {limit} limit for a software update."
     return _page(request, status=413, error=error)
 
@@ -36,8 +40,8 @@ def update_software(request):
 
 def _install(request):
     try:
-        update = rollout.start(request.POST.get("patch", ""), request)
-    except rollout.Refused as exc:
+        update = install.start(request.POST.get("patch", ""), events.Actor.of(request))
+    except Refused as exc:
         return _page(request, status=409, error=f"The software update was not started: {exc}.")
     messages.success(
         request, f"Installing version {update.version} on every node: each sends, verifies and installs it below."

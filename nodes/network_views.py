@@ -7,13 +7,13 @@ not edited, here.
 """
 
 from django import forms
-from django.conf import settings
 from django.contrib import messages
 from django.shortcuts import redirect, render
 
 from cluster.models import Interface
-from cluster.network import host, parse_interface_address
+from cluster.network.document import host, parse_interface_address
 from nodes import agent
+from nodes.local import wui_url
 from wui.text import short
 
 LOCAL_FILE = "local_network.json"
@@ -129,5 +129,5 @@ def _context(rows, form):
         "rows": rows,
         "form": form,
         "cluster_interfaces": cluster_interfaces(),
-        "shared_url": f"http://{shared}:{settings.NODE_WUI_PORT}/network-setup/" if shared else None,
+        "shared_url": wui_url(shared, "network-setup/") if shared else None,
     }

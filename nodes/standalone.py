@@ -19,7 +19,7 @@ from django.views.decorators.http import require_http_methods
 from cluster.models import VirtualService
 from firmware import patch
 from nodes import agent
-from nodes.local import unit_mode
+from nodes.local import unit_mode, wui_url
 from wui.uploads import streamed_upload
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -35,7 +35,7 @@ def _cluster(mode, page):
         "mode": mode,
         "role": MODES.get(mode, mode),
         "shared": shared,
-        "shared_url": f"http://{shared}:{settings.NODE_WUI_PORT}/{page}/" if shared else None,
+        "shared_url": wui_url(shared, f"{page}/") if shared else None,
     }
 
 

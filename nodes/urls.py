@@ -3,8 +3,8 @@
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from cluster import backup_views, vs_urls
-from cluster import views as cluster_views
+from cluster.membership import views as cluster_views
+from cluster.virtual_services import urls as vs_urls
 from nodes import standalone, views
 from wui import views as wui_views
 
@@ -23,7 +23,7 @@ urlpatterns = [
     path("system-logs/", views.system_logs, name="system_logs"),
     path("network-setup/", include("nodes.network_urls")),
     path("backup-restore/", views.backup_restore, name="backup_restore"),
-    path("backup-restore/saved/<str:name>", backup_views.saved_backup, name="saved_backup"),
+    path("backup-restore/saved/<str:name>", views.saved_backup, name="saved_backup"),
     # The shared WUI's own Virtual Services views, so that a standalone unit has the same pages and rules.
     path(
         "virtual-services/",

@@ -6,20 +6,21 @@ import os
 import threading
 from datetime import UTC, datetime
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
-from django.http import HttpResponse, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from cluster import backup_views, events, membership, ssh
-from cluster.forms import SharedAddressForm
+from cluster import events, ssh
+from cluster.backup import views as backup_views
+from cluster.membership import rules as membership
+from cluster.membership.forms import SharedAddressForm
 from cluster.models import Cluster
 from nodes import agent
-from nodes.local import own_address, unit_mode
+from nodes.local import own_address, shared_url, unit_mode, wui_url
 from wui import text
 
 PLANNED = {}
@@ -40,9 +41,16 @@ def backup_restore(request):
     mode = unit_mode()
     if mode != "standalone":
         shared = agent.membership().get("shared_address")
-        url = f"http://{shared}:{settings.NODE_WUI_PORT}/backup-restore/" if shared else None
+        url = wui_url(shared, "backup-restore/") if shared else None
         return render(request, "cluster/backup_restore.html", {"not_offered": mode, "shared_url": url}, status=403)
     return backup_views.backup_restore(request)
+
+
+def saved_backup(request, name):
+    """A standalone unit's own automatic backups; a member's are the cluster's, on the shared address."""
+    if unit_mode() != "standalone":
+        raise Http404("No such backup")
+    return backup_views.saved_backup(request, name)
 
 
 def cluster_control(request):
@@ -59,6 +67,8 @@ def cluster_control(request):
         "cluster": cluster,
         "mode": mode,
         "membership": state,
+        "shared_url": shared_url(),
+        "unit_address": request.get_host().rsplit(":", 1)[0],
         "offer": agent.join_offer(),
         "join_window_minutes": agent.JOIN_WINDOW // 60,
         "converting": converted and not back,
@@ -98,7 +108,7 @@ def add_to_cluster(request):
     except agent.AgentError as exc:
         messages.error(request, str(exc))
     else:
-        events.operator_action(request, "Add to Cluster: waiting to join")
+        events.operator_action(events.Actor.of(request), "Add to Cluster: waiting to join")
     return redirect("cluster_control")
 
 
@@ -120,13 +130,13 @@ def create_cluster(request):
                 raise membership.Refused("This unit is already in a cluster")
             shared = membership.check_shared_address(form.cleaned_data["shared_address"], _addresses(facts))
             agent.authorize_key(ssh.cluster_public_key())
-            membership.create_cluster(shared, facts, own_address(facts), request)
+            membership.create_cluster(shared, facts, own_address(facts), events.Actor.of(request))
         except membership.Refused as exc:
             return render(request, "nodes/create_cluster.html", {"form": form, "error": str(exc)}, status=400)
         agent.set_membership("admin", shared)
         agent.reboot()
-        shared_url = f"http://{shared}:{settings.NODE_WUI_PORT}/"
-        return render(request, "nodes/rebooting.html", {"shared": shared, "shared_url": shared_url})
+        url = wui_url(shared)
+        return render(request, "nodes/rebooting.html", {"shared": shared, "shared_url": url})
     return render(request, "nodes/create_cluster.html", {"form": form})
 
 

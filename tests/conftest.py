@@ -19,7 +19,8 @@ from cluster.models import Node
 from nodes.harness import BASE_DIR, ROOT, Cluster
 from wui.celery import app, scheduler_lock_path
 
-TEST_PREFIX = "127.0.11"  # the demo uses 127.0.10: both can run at once
+# The demo uses 127.0.10 and the benches 127.0.12: all can run at once (two suites too, on two prefixes).
+TEST_PREFIX = os.environ.get("FLOTILLA_TEST_PREFIX", "127.0.11")
 ADMIN_PASSWORD = "correct-horse-battery"
 
 # Every process this session starts inherits the mark, so that the end of the session can tell

@@ -16,3 +16,7 @@ def clip(message, limit=2000):
     """A stored or shown message never carries a value whole: log lines stay lines."""
     message = str(message)
     return message if len(message) <= limit else message[: limit - 1] + "…"
+
+
+def human_size(n):
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n} bytes"

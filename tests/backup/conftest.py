@@ -8,8 +8,10 @@ import tarfile
 import pytest
 from django.urls import reverse
 
-from cluster import backup, config, network
+from cluster.backup import rules as backup
+from cluster.configuration import rules as config
 from cluster.models import Cluster, ConfigGeneration, Event, Interface, Node, RealServer, VirtualService
+from cluster.network import document as network
 
 SHARED = "10.0.0.90"
 

@@ -11,7 +11,8 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import reverse
 
-from cluster import backup, config
+from cluster.backup import rules as backup
+from cluster.configuration import rules as config
 from cluster.models import Cluster, Node
 from tests.backup.conftest import (
     download,

@@ -3,8 +3,9 @@
 import pytest
 from django.urls import reverse
 
-from cluster import backup, virtual_services
+from cluster.backup import rules as backup
 from cluster.models import Cluster, Node, VirtualService
+from cluster.virtual_services import rules as virtual_services
 from tests.backup.conftest import (
     SHARED,
     download,

@@ -12,7 +12,7 @@ import tracemalloc
 
 import pytest
 
-from cluster import backup
+from cluster.backup import rules as backup
 from cluster.models import Interface
 from tests.backup.conftest import download, repack, restored_events, state, text_of, unpack, upload
 

@@ -7,7 +7,7 @@ import tarfile
 
 import pytest
 
-from cluster import backup
+from cluster.backup import rules as backup
 from tests.backup.conftest import download, repack, restored_events, state, text_of, upload
 
 

@@ -5,9 +5,10 @@ import json
 from django.contrib.auth import get_user_model
 from django.urls import reverse
 
-from cluster import backup, config, tasks
-from cluster.models import ConfigGeneration, Event, Interface, Node, NodeInterface, RealServer, VirtualService
-from firmware.models import Rollout
+from cluster import tasks
+from cluster.backup import rules as backup
+from cluster.configuration import rules as config
+from cluster.models import ConfigGeneration, Event, Interface, Node, NodeInterface, RealServer, Rollout, VirtualService
 from tests.backup.conftest import download, host_key, rendered, restored_events, text_of, unpack, upload
 
 

@@ -9,7 +9,8 @@ import time
 import pytest
 from django.db import connection, transaction
 
-from cluster import backup, config
+from cluster.backup import rules as backup
+from cluster.configuration import rules as config
 from cluster.models import Cluster
 from nodes.harness import BASE_DIR
 from tests.backup.conftest import download, make_cluster, repack, restored_events, state, text_of, upload
@@ -48,7 +49,7 @@ def test_a_failure_inside_the_restore_leaves_the_previous_configuration(admin_cl
 RESTORE = """
 import sys, django
 django.setup()
-from cluster import backup
+from cluster.backup import rules as backup
 backup.restore(backup.read(sys.argv[1]))
 """
 

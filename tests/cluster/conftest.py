@@ -3,7 +3,7 @@ import json
 import pytest
 from django.urls import reverse
 
-from cluster import membership
+from cluster.membership import rules as membership
 from cluster.models import JoinRequest, Node, VirtualService
 from tests.conftest import wait_until
 

@@ -6,7 +6,8 @@ import json
 import pytest
 from django.urls import reverse
 
-from cluster import config, ssh
+from cluster import ssh
+from cluster.configuration import rules as config
 from cluster.models import Cluster, ConfigGeneration, Event, Node
 from nodes import agent
 from tests.cluster.conftest import add, unit_state

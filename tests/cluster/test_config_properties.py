@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cluster import config
+from cluster.configuration import rules as config
 from cluster.models import Cluster, VirtualService
 from nodes import agent
 

@@ -7,14 +7,14 @@ from datetime import timedelta
 import pytest
 from auditlog.models import LogEntry
 from django.db import connection
-from django.test import RequestFactory
 from django.urls import reverse
 from django.utils import timezone
 
-from cluster import membership, ssh
+from cluster import events, ssh
+from cluster.membership import rules as membership
+from cluster.membership.rules import node_rows
+from cluster.membership.status import Status
 from cluster.models import Cluster, ConfigGeneration, Event, Node
-from cluster.status import Status
-from cluster.views import node_rows
 from tests.cluster.conftest import add, add_enabled, unit_state, with_virtual_service
 from tests.conftest import wait_until
 
@@ -205,10 +205,8 @@ def test_two_operators_disabling_the_same_node_leave_one_consistent_result(admin
     outcomes = []
 
     def disable():
-        request = RequestFactory().post("/", REMOTE_ADDR="127.0.0.1")
-        request.user = admin_user
         try:
-            membership.disable(node.pk, request)
+            membership.disable(node.pk, events.Actor(admin_user, "127.0.0.1"))
             outcomes.append("disabled")
         except membership.Refused as exc:
             outcomes.append(str(exc))

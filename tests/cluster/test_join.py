@@ -6,9 +6,9 @@ import pytest
 from django.test import override_settings
 from django.urls import reverse
 
+from cluster.membership.rules import node_rows
+from cluster.membership.status import Status
 from cluster.models import Event, JoinRequest, Node
-from cluster.status import Status
-from cluster.views import node_rows
 from tests.cluster.conftest import add, unit_state
 from tests.conftest import wait_until
 

@@ -8,9 +8,9 @@ from auditlog.models import LogEntry
 from django.test import override_settings
 from django.urls import reverse
 
-from cluster import config
+from cluster.configuration import rules as config
 from cluster.models import Cluster, ConfigGeneration, Event, Interface, Node, NodeInterface
-from cluster.network import CHECKS_REQUIRED, check_address, check_addresses, network_document, update_addresses
+from cluster.network.document import CHECKS_REQUIRED, check_address, check_addresses, network_document, update_addresses
 
 pytestmark = pytest.mark.django_db
 SHARED = "127.0.11.90"

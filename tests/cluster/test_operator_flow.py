@@ -11,9 +11,9 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from cluster.membership.rules import node_rows
+from cluster.membership.status import Status
 from cluster.models import Cluster, JoinRequest, Node
-from cluster.status import Status
-from cluster.views import node_rows
 from tests.cluster.conftest import add
 from tests.conftest import wait_until
 

@@ -8,7 +8,7 @@ from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from cluster.models import Cluster, Event, Node
+from cluster.models import Cluster, Event, Interface, Node, NodeInterface
 
 pytestmark = pytest.mark.django_db
 
@@ -65,7 +65,8 @@ def test_the_table_costs_the_same_queries_with_64_nodes_as_with_4(admin_client):
 
 def test_the_interface_address_is_shown_in_brackets_when_it_differs(admin_client):
     make_nodes(2)
-    Node.objects.filter(number=2).update(interface_address="10.9.1.2")
+    eth1 = Interface.objects.create(index=1, name="eth1", use_for_cluster_checks=True)
+    NodeInterface.objects.create(node=Node.objects.get(number=2), interface=eth1, address="10.9.1.2/24")
     page = admin_client.get(reverse("cluster_control")).content.decode()
     assert "10.9.0.2 (10.9.1.2)" in page
 

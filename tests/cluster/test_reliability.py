@@ -11,9 +11,9 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from cluster import config
+from cluster.configuration import rules as config
+from cluster.membership.status import answering
 from cluster.models import Cluster, ConfigGeneration, Event, Interface, JoinRequest, Node
-from cluster.status import answering
 from tests.cluster.conftest import add, add_all_enabled, add_enabled, unit_state
 from tests.conftest import Worker, wait_until
 

@@ -8,8 +8,8 @@ import pytest
 from django.conf import settings
 from playwright.sync_api import expect
 
+from cluster.membership.status import COLOURS, Status, cluster_summary, node_status, warm_up_left
 from cluster.models import Node
-from cluster.status import COLOURS, Status, cluster_summary, node_status, warm_up_left
 from tests.cluster.test_live_table import every_status, log_in
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)

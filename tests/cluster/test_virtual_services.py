@@ -11,10 +11,11 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from cluster import config, virtual_services
+from cluster.configuration import rules as config
+from cluster.membership.rules import node_rows
+from cluster.membership.status import Status
 from cluster.models import Cluster, ConfigGeneration, Event, Node, RealServer, VirtualService
-from cluster.status import Status
-from cluster.views import node_rows
+from cluster.virtual_services import rules as virtual_services
 
 SHARED = "127.0.10.90"
 VALID = {

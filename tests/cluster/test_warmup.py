@@ -10,14 +10,15 @@ from datetime import timedelta
 
 import pytest
 from django.db.models import F
-from django.test import RequestFactory
 from django.urls import reverse
 from django.utils import timezone
 
-from cluster import health, membership, ssh
+from cluster import events, ssh
+from cluster.membership import health
+from cluster.membership import rules as membership
+from cluster.membership.rules import node_rows
+from cluster.membership.status import Status, answering
 from cluster.models import Cluster, Event, Node, VirtualService
-from cluster.status import Status, answering
-from cluster.views import node_rows
 from tests.cluster.conftest import add_all_enabled, with_virtual_service
 from tests.conftest import wait_until
 
@@ -31,9 +32,7 @@ def s(n):
 
 @pytest.fixture
 def operator(admin_user):
-    request = RequestFactory().post("/", REMOTE_ADDR="192.0.2.10")
-    request.user = admin_user
-    return request
+    return events.Actor(admin_user, "192.0.2.10")
 
 
 def member(**fields):

@@ -11,10 +11,9 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from cluster.models import Cluster, Event, Node, VirtualService
-from cluster.status import Status, answering
-from cluster.views import node_rows
-from firmware.models import Rollout, RolloutNode
+from cluster.membership.rules import node_rows
+from cluster.membership.status import Status, answering
+from cluster.models import Cluster, Event, Node, Rollout, RolloutNode, VirtualService
 from tests.cluster.conftest import add_all_enabled, add_enabled, cluster_on_node1, unit_state, with_virtual_service  # noqa: F401
 from tests.conftest import wait_until
 from tests.firmware.test_rollout import (

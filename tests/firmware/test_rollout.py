@@ -11,12 +11,11 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from django.utils import timezone
 
-from cluster import config
-from cluster.models import Cluster, ConfigGeneration, Event, Node
-from cluster.status import Status
-from cluster.views import node_rows
+from cluster.configuration import rules as config
+from cluster.membership.rules import node_rows
+from cluster.membership.status import Status
+from cluster.models import Cluster, ConfigGeneration, Event, Node, Rollout, RolloutNode
 from firmware import patch
-from firmware.models import Rollout, RolloutNode
 from nodes.harness import BASE_DIR
 from tests.backup.conftest import download, upload
 from tests.cluster.conftest import add_all_enabled, add_enabled, cluster_on_node1, unit_state, with_virtual_service  # noqa: F401

@@ -14,10 +14,10 @@ from django.urls import reverse
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from cluster import backup
-from cluster.models import Cluster, Node
-from firmware import patch, versions
-from firmware.models import Rollout
+from cluster.backup import rules as backup
+from cluster.models import Cluster, Node, Rollout
+from cluster.rollout import versions
+from firmware import patch
 from tests.conftest import ADMIN_PASSWORD
 
 pytestmark = pytest.mark.django_db

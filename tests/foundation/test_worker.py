@@ -9,16 +9,17 @@ import redis
 from django.conf import settings
 
 from cluster.models import Node
-from cluster.tasks import refresh_facts
+from cluster.tasks import sync_node
 from tests.conftest import Worker, wait_until
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_worker_collects_a_nodes_facts_over_ssh(harness, celery_worker, member_rows):
+def test_the_worker_tells_a_node_over_ssh_and_records_its_answer(harness, celery_worker, member_rows):
     node = member_rows[1]
-    refresh_facts.delay(node.pk)
-    row = wait_until(lambda: Node.objects.filter(pk=node.pk, version__gt="").first())
-    assert row.facts["hostname"] == "lb2"
+    Node.objects.filter(pk=node.pk).update(accepting=False, active_connections=-1)
+    sync_node.delay(node.pk)
+    row = wait_until(lambda: Node.objects.filter(pk=node.pk, accepting=True, active_connections__gte=0).first())
+    assert harness.node(2).agent("status")["accepting"] is True
     assert row.last_error == ""
 
 
@@ -26,10 +27,11 @@ def test_the_worker_collects_a_nodes_facts_over_ssh(harness, celery_worker, memb
 def test_a_node_with_a_wrong_pinned_key_is_recorded_as_refused(harness, celery_worker, member_rows):
     node = member_rows[2]
     Node.objects.filter(pk=node.pk).update(host_key=harness.node(1).host_key_line)
-    refresh_facts.delay(node.pk)
+    Node.objects.filter(pk=node.pk).update(accepting=False)
+    sync_node.delay(node.pk)
     row = wait_until(lambda: Node.objects.filter(pk=node.pk).exclude(last_error="").first())
     assert "node 3" in row.last_error and "host key mismatch" in row.last_error
-    assert row.facts == {}
+    assert row.accepting is False
 
 
 @pytest.mark.django_db(transaction=True)
@@ -51,12 +53,12 @@ def test_a_task_past_its_time_limit_fails_and_its_worker_makes_way_for_a_fresh_o
         )
         worker.start()
         try:
-            task = refresh_facts.apply_async((node.pk,), queue=queue, time_limit=1)
+            task = sync_node.apply_async((node.pk,), queue=queue, time_limit=1)
             wait_until(lambda: worker.proc.poll() is not None, 30, message=lambda: worker.log_path.read_text())
         finally:
             worker.kill()
     log = worker.log_path.read_text()
-    assert f"Hard time limit (1s) exceeded for cluster.tasks.refresh_facts[{task.id}]" in log
+    assert f"Hard time limit (1s) exceeded for cluster.tasks.sync_node[{task.id}]" in log
     # Failed and acknowledged, as Celery does at a hard limit: it is not handed out again.
     assert not [m for m in broker.hvals("unacked") if task.id.encode() in m]
     assert broker.llen(queue) == 0
