@@ -35,7 +35,7 @@ from django.db import connection, transaction
 from cluster import config, ssh
 from cluster.models import Cluster as ClusterRow
 from cluster.models import Node
-from nodes.harness import Cluster
+from tests.harness import Cluster
 from wui.celery import app
 
 PREFIX = "127.0.12"

@@ -13,9 +13,11 @@ from django.urls import reverse
 
 from cluster import backup, config
 from cluster.models import Cluster, Node
-from tests.backup.conftest import (
+from tests.helpers import (
+    choose,
     download,
     host_key,
+    make_cluster,
     make_standalone,
     rendered,
     repack,
@@ -26,7 +28,6 @@ from tests.backup.conftest import (
     upload,
     wipe,
 )
-from tests.backup.test_compatibility import choose
 
 PASSPHRASE = "correct horse battery staple"
 FORGED_PASSWORD = "forged-password-1234"
@@ -223,8 +224,6 @@ def test_a_standalone_passphrase_backup_converted_into_a_cluster_needs_the_passp
     make_standalone()
     data = download(admin_client, passphrase=PASSPHRASE)
     wipe()
-    from tests.backup.conftest import make_cluster
-
     make_cluster()
 
     shown = upload(admin_client, data, passphrase=PASSPHRASE)

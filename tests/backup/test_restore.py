@@ -8,7 +8,7 @@ from django.urls import reverse
 from cluster import backup, config, tasks
 from cluster.models import ConfigGeneration, Event, Interface, Node, NodeInterface, RealServer, VirtualService
 from firmware.models import Rollout
-from tests.backup.conftest import download, host_key, rendered, restored_events, text_of, unpack, upload
+from tests.helpers import download, host_key, rendered, restored_events, text_of, unpack, upload
 
 
 def change_everything():

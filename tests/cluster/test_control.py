@@ -15,8 +15,7 @@ from cluster import membership, ssh
 from cluster.models import Cluster, ConfigGeneration, Event, Node
 from cluster.status import Status
 from cluster.views import node_rows
-from tests.cluster.conftest import add, add_enabled, unit_state, with_virtual_service
-from tests.conftest import wait_until
+from tests.helpers import add, add_enabled, unit_state, wait_until, with_virtual_service
 
 pytestmark = pytest.mark.usefixtures("cluster_on_node1")
 

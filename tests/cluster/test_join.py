@@ -9,8 +9,7 @@ from django.urls import reverse
 from cluster.models import Event, JoinRequest, Node
 from cluster.status import Status
 from cluster.views import node_rows
-from tests.cluster.conftest import add, unit_state
-from tests.conftest import wait_until
+from tests.helpers import add, unit_state, wait_until
 
 pytestmark = pytest.mark.usefixtures("cluster_on_node1")
 

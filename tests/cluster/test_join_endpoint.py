@@ -15,9 +15,8 @@ import pytest
 
 from cluster import ssh
 from nodes import agent
-from nodes.harness import SSH_PORT
-from tests.cluster.conftest import SHARED
-from tests.conftest import ADMIN_PASSWORD
+from tests.harness import SSH_PORT
+from tests.helpers import ADMIN_PASSWORD, SHARED
 
 
 @pytest.fixture

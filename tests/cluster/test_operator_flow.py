@@ -14,8 +14,7 @@ from django.utils import timezone
 from cluster.models import Cluster, JoinRequest, Node
 from cluster.status import Status
 from cluster.views import node_rows
-from tests.cluster.conftest import add
-from tests.conftest import wait_until
+from tests.helpers import add, wait_until
 
 pytestmark = pytest.mark.django_db
 

@@ -18,8 +18,7 @@ from cluster import health, membership, ssh
 from cluster.models import Cluster, Event, Node, VirtualService
 from cluster.status import Status, answering
 from cluster.views import node_rows
-from tests.cluster.conftest import add_all_enabled, with_virtual_service
-from tests.conftest import wait_until
+from tests.helpers import add_all_enabled, wait_until, with_virtual_service
 
 BOOT = 1_000.0
 ANSWER = {"mode": "member", "accepting": True, "active_connections": 0, "booted_at": BOOT, "generation": 0}

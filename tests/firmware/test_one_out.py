@@ -15,21 +15,22 @@ from cluster.models import Cluster, Event, Node, VirtualService
 from cluster.status import Status, answering
 from cluster.views import node_rows
 from firmware.models import Rollout, RolloutNode
-from tests.cluster.conftest import add_all_enabled, add_enabled, cluster_on_node1, unit_state, with_virtual_service  # noqa: F401
-from tests.conftest import wait_until
-from tests.firmware.test_rollout import (
+from tests.helpers import (
     NEW,
+    add_all_enabled,
     all_up,
     build,
-    four,  # noqa: F401  (a fixture)
     install,
     reboot,
     reboot_order,
     roll,
     settled_rollout,
     start_rolling,
+    unit_state,
     version_of,
+    wait_until,
     warm_up_all,
+    with_virtual_service,
 )
 
 

@@ -18,7 +18,7 @@ from cluster import backup
 from cluster.models import Cluster, Node
 from firmware import patch, versions
 from firmware.models import Rollout
-from tests.conftest import ADMIN_PASSWORD
+from tests.helpers import ADMIN_PASSWORD
 
 pytestmark = pytest.mark.django_db
 

@@ -24,7 +24,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+BASE_DIR = Path(__file__).resolve().parents[2]  # tests/harness/local_cluster.py
 ROOT = Path(os.environ.get("FLOTILLA_HARNESS_ROOT", "/var/lib/flotilla-harness"))
 SSH_PORT = 2222
 WUI_PORT = 8000
