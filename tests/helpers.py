@@ -20,6 +20,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db.models import Max, Min
 from django.urls import reverse
 from django.utils import timezone
 from playwright.sync_api import expect
@@ -191,6 +192,25 @@ def add_all_enabled(client, units):
         client.post(reverse("node_action", args=[node.pk, "enable"]))
         nodes.append(node)
     return nodes
+
+
+def health_rounds_completed(since, rounds=2, timeout=15):
+    """Wait until whole health rounds ran after ``since``, acting (log lines, reconcile, the
+    rollout's advance) on what the database said by then.
+
+    A round records every node's check (``checked_at``), then acts; the next round starts only
+    once it has ended. So once every node's check is later than the newest check seen before, a
+    round has ended whose checks all came after the previous mark.
+    """
+    mark = since
+    for _ in range(rounds):
+
+        def later(mark=mark):
+            checks = Node.objects.filter(removing=False).aggregate(oldest=Min("checked_at"), newest=Max("checked_at"))
+            return checks["oldest"] is not None and checks["oldest"] > mark and checks["newest"]
+
+        mark = wait_until(later, timeout, message=lambda: str(list(Node.objects.values("number", "checked_at"))))
+    return mark
 
 
 def with_virtual_service():
