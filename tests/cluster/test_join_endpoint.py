@@ -23,7 +23,7 @@ from tests.helpers import ADMIN_PASSWORD, SHARED
 def unit(harness, monkeypatch):
     """Unit 2 as a fresh standalone machine; the agent library in this process reads its state."""
     unit = harness.node(2)
-    unit.factory_reset()
+    unit.factory_reset(only_if_changed=True)
     monkeypatch.setenv("NODE_HOME", str(unit.home))
     return unit
 
