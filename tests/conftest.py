@@ -46,9 +46,19 @@ def harness():
         wui_env={"FLOTILLA_ADMIN_PASSWORD": ADMIN_PASSWORD, "NODE_WARMUP_SECONDS": "3"},
     )
     _started["harness"] = True
+    _harnesses.append(cluster)
     cluster.start()
     yield cluster
     cluster.stop()
+
+
+_harnesses = []
+
+
+def pytest_terminal_summary(terminalreporter):
+    for cluster in _harnesses:
+        reset, kept = sum(n.resets for n in cluster.nodes), sum(n.kept for n in cluster.nodes)
+        terminalreporter.write_line(f"harness: {reset} unit resets, {kept} units found fresh and kept as they were")
 
 
 @pytest.fixture

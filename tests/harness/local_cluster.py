@@ -151,6 +151,7 @@ class Node:
         self.rebooting = threading.Event()
         self.resets = 0
         self.fresh_state = None  # what the machine looked like right after its last factory reset
+        self.kept = 0  # factory resets skipped: the machine was as its last reset left it
 
     @property
     def host_key(self):
@@ -387,6 +388,7 @@ class Node:
         """
         with self.lock:
             if only_if_changed and self.untouched():
+                self.kept += 1
                 return False
             self._factory_reset()
             return True
