@@ -10,11 +10,12 @@ TEST_ENV := DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/flo
 	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-redis://127.0.0.1:6379/15} \
 	FLOTILLA_VAR_DIR=$(CURDIR)/var/test DJANGO_ALLOW_ASYNC_UNSAFE=true
 
-.PHONY: help demo demo-bare test bench lint deps services venv axe
+.PHONY: help demo demo-bare test test-fast bench lint deps services venv axe
 
 help:
 	@echo "make demo   - run Flotilla on a local 4-node cluster (embedded SQLite + file broker)"
 	@echo "make test   - run the whole test suite (PostgreSQL, Redis, sshd nodes, Chromium)"
+	@echo "make test-fast - the tests that start no real nodes (-m \"not nodes\")"
 	@echo "make bench  - run the benchmarks; results in bench/results/*.json"
 
 $(VENV)/.installed: requirements.txt requirements-test.txt
@@ -58,6 +59,11 @@ demo: deps venv
 test: deps venv services axe
 	$(PY) -m ruff check .
 	$(TEST_ENV) $(PY) -m pytest
+
+# The tests that start no real nodes (the `nodes` marker is set by tests/conftest.py): a quick loop.
+test-fast: deps venv services axe
+	$(PY) -m ruff check .
+	$(TEST_ENV) $(PY) -m pytest -m "not nodes"
 
 bench: deps venv services
 	@for b in bench/*.py; do echo "== $$b"; $(TEST_ENV) $(PY) $$b || exit 1; done

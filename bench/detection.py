@@ -26,7 +26,7 @@ from pathlib import Path
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))  # run as a script: make the project importable
 
-from nodes.harness import Cluster
+from tests.harness import Cluster
 
 PREFIX = "127.0.12"
 TRIES = 10

@@ -36,7 +36,7 @@ from cluster import ssh
 from cluster.configuration import rules as config
 from cluster.models import Cluster as ClusterRow
 from cluster.models import Node
-from nodes.harness import Cluster
+from tests.harness import Cluster
 from wui.celery import app
 
 PREFIX = "127.0.12"

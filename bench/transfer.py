@@ -35,7 +35,7 @@ django.setup()
 from django.conf import settings
 
 from cluster import ssh
-from nodes.harness import SSH_PORT, Cluster
+from tests.harness import SSH_PORT, Cluster
 
 PREFIX = "127.0.12"
 NODES = 4

@@ -4,7 +4,6 @@ import contextlib
 import os
 import pwd
 import signal
-import subprocess
 import sys
 import time
 import uuid
@@ -15,13 +14,16 @@ from django.conf import settings
 from django.db import connection
 
 from cluster import ssh
+from cluster.membership import rules as membership
 from cluster.models import Node
-from nodes.harness import BASE_DIR, ROOT, Cluster
+from tests.harness import ROOT, Cluster
+from tests.helpers import ADMIN_PASSWORD, SHARED, TEST_PREFIX, Worker, cmdline, describe, proc_stat, running_pids
 from wui.celery import app, scheduler_lock_path
 
-# The demo uses 127.0.10 and the benches 127.0.12: all can run at once (two suites too, on two prefixes).
-TEST_PREFIX = os.environ.get("FLOTILLA_TEST_PREFIX", "127.0.11")
-ADMIN_PASSWORD = "correct-horse-battery"
+# Fixtures that start real nodes: a test using one (directly or through another fixture) is
+# marked `nodes`, so that `make test-fast` (-m "not nodes") runs the others alone.
+NODE_FIXTURES = {"harness"}
+
 
 # Every process this session starts inherits the mark, so that the end of the session can tell
 # whether one was left running.
@@ -45,18 +47,48 @@ def harness():
         wui_env={"FLOTILLA_ADMIN_PASSWORD": ADMIN_PASSWORD, "NODE_WARMUP_SECONDS": "3"},
     )
     _started["harness"] = True
+    _harnesses.append(cluster)
     cluster.start()
     yield cluster
     cluster.stop()
 
 
+_harnesses = []
+
+
+def pytest_terminal_summary(terminalreporter):
+    for cluster in _harnesses:
+        reset, kept = sum(n.resets for n in cluster.nodes), sum(n.kept for n in cluster.nodes)
+        terminalreporter.write_line(f"harness: {reset} unit resets, {kept} units found fresh and kept as they were")
+
+
 @pytest.fixture
 def units(harness):
-    """The four units, reset to fresh standalone machines before the test."""
-    harness.factory_reset()
+    """The four units, reset to fresh standalone machines before the test.
+
+    A unit the tests left exactly as its last reset did (files, daemons, no session, no reboot
+    pending) is fresh already and is not reset again: a reset costs a restart of its daemons.
+    """
+    harness.factory_reset(only_if_changed=True)
     ssh.get_pool().close_all()
     yield harness
     ssh.get_pool().close_all()
+
+
+@pytest.fixture
+def cluster_on_node1(units, transactional_db, celery_worker):
+    """A cluster in the test database whose admin is unit 1, as Create New Cluster leaves it."""
+    unit = units.node(1)
+    unit.agent("membership", "admin", SHARED)
+    membership.create_cluster(SHARED, unit.agent("facts"), unit.address)
+    return units
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test that starts real nodes (`harness` is in its fixture closure) with `nodes`."""
+    for item in items:
+        if NODE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.nodes)
 
 
 @pytest.fixture
@@ -74,56 +106,6 @@ def member_rows(harness, db):
         Node.objects.create(number=n.n, address=n.address, ssh_user=n.user, host_key=n.host_key_line)
         for n in harness.nodes
     ]
-
-
-class Worker:
-    """A real Celery worker process on the real broker; it can be killed and started again.
-
-    It runs in a process group of its own (with its scheduler, when started with -B), and never
-    leaves a process of that group behind when it is killed or stopped.
-    """
-
-    def __init__(self, argv, env, log_path, name):
-        self.argv, self.env, self.log_path, self.name = argv, env, log_path, name
-        self.proc = None
-
-    def start(self):
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                self.argv, cwd=BASE_DIR, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        try:
-            _wait_for_worker(self.proc, self.log_path, self.name)
-        except BaseException:
-            self.kill()
-            raise
-
-    def kill(self):
-        """As a crash would: no warm shutdown, the task in hand is lost; its scheduler dies with it."""
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=30)
-        self._nothing_left("killed")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=30)
-        self._nothing_left("stopped")
-
-    def _nothing_left(self, how):
-        """The worker's own processes end with it (the product's promise); never let one run on."""
-        group = self.proc.pid
-        deadline = time.monotonic() + 10
-        while (left := group_members(group)) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if left:
-            kill_group(group)
-            raise AssertionError(f"the worker was {how} but its processes ran on: {describe(left)}")
 
 
 @pytest.fixture(scope="session")
@@ -153,61 +135,7 @@ def celery_worker(django_db_setup, django_db_blocker):
     scheduler_lock_path(queue).unlink(missing_ok=True)  # nobody holds it any more: one file per session
 
 
-def _wait_for_worker(proc, log_path, name):
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"celery worker exited: {log_path.read_text()[-2000:]}")
-        if app.control.ping(destination=[name], timeout=0.5):
-            return
-    raise RuntimeError("celery worker did not answer a ping within 30 s")
-
-
 # --- processes -----------------------------------------------------------------------------
-
-
-def proc_stat(pid):
-    """(state, ppid, process group, start time in clock ticks) of a process, or None once it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return fields[0], int(fields[1]), int(fields[2]), int(fields[19])
-
-
-def alive(pid):
-    stat = proc_stat(pid)
-    return stat is not None and stat[0] not in "ZX"
-
-
-def running_pids():
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and alive(int(entry)):
-            yield int(entry)
-
-
-def cmdline(pid):
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-    except OSError:
-        return ""
-
-
-def describe(pids):
-    return "; ".join(f"{pid}: {cmdline(pid)}" for pid in pids)
-
-
-def children_of(pid):
-    return [p for p in running_pids() if (stat := proc_stat(p)) and stat[1] == pid]
-
-
-def group_members(group):
-    return [p for p in running_pids() if (stat := proc_stat(p)) and stat[2] == group]
-
-
-def kill_group(group):
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(group, signal.SIGKILL)
 
 
 def left_by_this_session():
@@ -272,15 +200,6 @@ def admin_user(django_user_model):
 def admin_client(client, admin_user):
     client.force_login(admin_user)
     return client
-
-
-def wait_until(predicate, timeout=10.0, interval=0.05, message=None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := predicate():
-            return result
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s" + (f": {message()}" if message else ""))
 
 
 @pytest.fixture(scope="session")

@@ -185,7 +185,7 @@ else:
     # long after it was handed out (Redis's default is an hour). It must exceed the longest such task,
     # its limit plus as long again waiting for a free thread, or a task still running would be handed
     # to a second worker. The software update's long send is acknowledged when it starts instead: its
-    # rows resume it (firmware/rollout.py).
+    # rows resume it (cluster/rollout/rules.py).
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 2 * CELERY_TASK_TIME_LIMIT + 60}
 CELERY_TASK_DEFAULT_QUEUE = env("CELERY_QUEUE", default="celery")
 CELERY_TASK_IGNORE_RESULT = True  # outcomes are recorded on database rows

@@ -14,9 +14,11 @@ from django.urls import reverse
 from cluster.backup import rules as backup
 from cluster.configuration import rules as config
 from cluster.models import Cluster, Node
-from tests.backup.conftest import (
+from tests.helpers import (
+    choose,
     download,
     host_key,
+    make_cluster,
     make_standalone,
     rendered,
     repack,
@@ -27,7 +29,6 @@ from tests.backup.conftest import (
     upload,
     wipe,
 )
-from tests.backup.test_compatibility import choose
 
 PASSPHRASE = "correct horse battery staple"
 FORGED_PASSWORD = "forged-password-1234"
@@ -224,8 +225,6 @@ def test_a_standalone_passphrase_backup_converted_into_a_cluster_needs_the_passp
     make_standalone()
     data = download(admin_client, passphrase=PASSPHRASE)
     wipe()
-    from tests.backup.conftest import make_cluster
-
     make_cluster()
 
     shown = upload(admin_client, data, passphrase=PASSPHRASE)

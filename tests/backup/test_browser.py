@@ -5,8 +5,7 @@ from django.urls import reverse
 from playwright.sync_api import expect
 
 from cluster.models import Cluster
-from tests.backup.conftest import make_cluster, rendered
-from tests.conftest import ADMIN_PASSWORD
+from tests.helpers import ADMIN_PASSWORD, make_cluster, rendered
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -6,8 +6,9 @@ from django.urls import reverse
 from cluster.backup import rules as backup
 from cluster.models import Cluster, Node, VirtualService
 from cluster.virtual_services import rules as virtual_services
-from tests.backup.conftest import (
-    SHARED,
+from tests.helpers import (
+    BACKUP_SHARED,
+    choose,
     download,
     make_cluster,
     make_standalone,
@@ -46,15 +47,6 @@ def report_rows(html):
     return [re.findall(r"<td>(.*?)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", table, re.S)[1:]]
 
 
-def choose(client, response, action):
-    html = text_of(response)
-    import re
-
-    token = re.search(r'name="token" value="([0-9a-f]{64})"', html).group(1)
-    digest = re.search(r'name="report" value="([0-9a-f]{64})"', html).group(1)
-    return client.post(reverse("backup_restore"), {"action": action, "token": token, "report": digest})
-
-
 def test_a_standalone_backup_into_a_cluster_lists_every_incompatible_setting(admin_client, standalone_backup):
     before = state()
     response = upload(admin_client, standalone_backup)
@@ -90,7 +82,7 @@ def test_restore_with_the_settings_converted(admin_client, standalone_backup):
     assert VirtualService.objects.filter(name="fine").exists()
     assert virtual_services.incompatible_settings() == []
     cluster = Cluster.get()
-    assert (cluster.mode, cluster.shared_address, cluster.virtual_id) == ("clustering", SHARED, 7)
+    assert (cluster.mode, cluster.shared_address, cluster.virtual_id) == ("clustering", BACKUP_SHARED, 7)
     assert list(Node.objects.values_list("number", "address", "host_key")) == nodes  # the cluster keeps its nodes
     assert restored_events() == 1
     assert "6 setting(s) converted" in text_of(admin_client.get(reverse("backup_restore")))

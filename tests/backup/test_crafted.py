@@ -14,7 +14,7 @@ import pytest
 
 from cluster.backup import rules as backup
 from cluster.models import Interface
-from tests.backup.conftest import download, repack, restored_events, state, text_of, unpack, upload
+from tests.helpers import download, repack, restored_events, state, text_of, unpack, upload
 
 MEMORY_BOUND = 64 * 2**20
 

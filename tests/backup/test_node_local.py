@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 
 from nodes import agent
-from tests.backup.conftest import download, make_standalone, rendered, text_of, upload
+from tests.helpers import download, make_standalone, rendered, text_of, upload
 
 pytestmark = pytest.mark.django_db
 

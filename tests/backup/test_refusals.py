@@ -8,7 +8,7 @@ import tarfile
 import pytest
 
 from cluster.backup import rules as backup
-from tests.backup.conftest import download, repack, restored_events, state, text_of, upload
+from tests.helpers import download, repack, restored_events, state, text_of, unpack, upload
 
 
 @pytest.fixture
@@ -155,8 +155,6 @@ def test_users_claimed_but_missing_are_refused(admin_client, good):
 
 
 def test_the_header_says_what_the_file_is(good):
-    from tests.backup.conftest import unpack
-
     header = json.loads(unpack(good)["header.json"])
     assert header["format"] == "flotilla-backup" and header["format_version"] == 2
     assert header["origin"] == "cluster" and header["includes_users"] is False

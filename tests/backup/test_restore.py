@@ -9,7 +9,7 @@ from cluster import tasks
 from cluster.backup import rules as backup
 from cluster.configuration import rules as config
 from cluster.models import ConfigGeneration, Event, Interface, Node, NodeInterface, RealServer, Rollout, VirtualService
-from tests.backup.conftest import download, host_key, rendered, restored_events, text_of, unpack, upload
+from tests.helpers import download, host_key, rendered, restored_events, text_of, unpack, upload
 
 
 def change_everything():

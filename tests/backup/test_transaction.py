@@ -12,8 +12,8 @@ from django.db import connection, transaction
 from cluster.backup import rules as backup
 from cluster.configuration import rules as config
 from cluster.models import Cluster
-from nodes.harness import BASE_DIR
-from tests.backup.conftest import download, make_cluster, repack, restored_events, state, text_of, upload
+from tests.harness import BASE_DIR
+from tests.helpers import download, make_cluster, repack, restored_events, state, text_of, upload
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

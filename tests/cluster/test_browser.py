@@ -7,30 +7,9 @@ from contextlib import closing
 import pytest
 from playwright.sync_api import expect
 
-from tests.cluster.conftest import SHARED
-from tests.conftest import ADMIN_PASSWORD
+from tests.helpers import SHARED, SHARED_URL, choose_clustering, log_in, row
 
 pytestmark = pytest.mark.browser
-SHARED_URL = f"http://{SHARED}:8000"
-
-
-def log_in(page, url):
-    page.goto(url)
-    if "/login/" in page.url:
-        page.get_by_label("Username").fill("admin")
-        page.get_by_label("Password").fill(ADMIN_PASSWORD)
-        page.get_by_role("button", name="Log in").click()
-
-
-def choose_clustering(page, unit):
-    log_in(page, unit.wui_url + "/ha-clustering/")
-    page.get_by_label("Clustering").check()
-    page.get_by_role("button", name="Confirm").click()
-    expect(page.get_by_role("heading", name="Cluster Control")).to_be_visible()
-
-
-def row(page, number):
-    return page.locator(f'tr[data-node="{number}"]')
 
 
 def test_create_a_cluster_then_join_enable_drain_and_delete_a_node(page, units):

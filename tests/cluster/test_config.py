@@ -10,8 +10,7 @@ from cluster import ssh
 from cluster.configuration import rules as config
 from cluster.models import Cluster, ConfigGeneration, Event, Node
 from nodes import agent
-from tests.cluster.conftest import add, unit_state
-from tests.conftest import wait_until
+from tests.helpers import add, unit_state, wait_until
 
 
 def envelope(body, generation=1, digest=None):

@@ -1,5 +1,6 @@
 """Enable, disable, delete, parameters and health against real units and a real worker."""
 
+import copy
 import json
 import threading
 from datetime import timedelta
@@ -12,11 +13,9 @@ from django.utils import timezone
 
 from cluster import events, ssh
 from cluster.membership import rules as membership
-from cluster.membership.rules import node_rows
-from cluster.membership.status import Status
+from cluster.membership.status import Status, cluster_facts, node_rows, node_status, warm_up_start
 from cluster.models import Cluster, ConfigGeneration, Event, Node
-from tests.cluster.conftest import add, add_enabled, unit_state, with_virtual_service
-from tests.conftest import wait_until
+from tests.helpers import add, add_enabled, unit_state, wait_until, with_virtual_service
 
 pytestmark = pytest.mark.usefixtures("cluster_on_node1")
 
@@ -26,22 +25,29 @@ def status_of(address, after=0):
     return next(r["status"] for r in rows if r["node"].address == address)
 
 
-def test_enable_takes_a_node_into_rotation_only_after_30_seconds_up(admin_client, units):
+def test_enable_takes_a_node_into_rotation_only_after_30_seconds_up(admin_client, units, settings):
+    settings.NODE_WARMUP_SECONDS = 30
     with_virtual_service()
     unit = units.node(2)
     node = add_enabled(admin_client, unit)
     wait_until(lambda: unit_state(unit, "traffic.json").get("accepting") is True, 15)
-    wait_until(lambda: Node.objects.get(pk=node.pk).healthy_since, 10)
+    # A health round has noted the Virtual Service and the node's good answer since Enable.
+    node = wait_until(
+        lambda: Cluster.get().services_since and (n := Node.objects.get(pk=node.pk)).healthy_since and n, 10
+    )
     assert status_of(unit.address) == Status.STARTING
 
-    # The clock moves on by 30 s of good checks: as if it had been healthy since then.
-    def thirty_seconds_later():
-        since = timezone.now() - timedelta(seconds=30)
-        Node.objects.filter(pk=node.pk, healthy_since__gt=since).update(healthy_since=since)
-        return status_of(unit.address) == Status.UP
+    # The clock moves on, the node's checks answering all along: an injected clock over the node's
+    # own row, never a write to it while the health round writes it too.
+    def status_at(moment):
+        cluster, answered = Cluster.get(), copy.copy(node)
+        answered.last_ok_at = answered.checked_at = moment
+        facts = cluster_facts(cluster, True, moment)
+        return node_status(answered, moment, cluster.drain_time, True, **facts)
 
-    # (the health round may write the fact back once more from its own read)
-    assert wait_until(thirty_seconds_later, 5)
+    start = warm_up_start(node)
+    assert status_at(start + timedelta(seconds=29, milliseconds=999)) == Status.STARTING
+    assert status_at(start + timedelta(seconds=30)) == Status.UP
 
 
 def test_disable_drains_for_the_drain_time_tells_the_node_then_shows_disabled(admin_client, units):

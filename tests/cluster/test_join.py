@@ -6,11 +6,9 @@ import pytest
 from django.test import override_settings
 from django.urls import reverse
 
-from cluster.membership.rules import node_rows
-from cluster.membership.status import Status
+from cluster.membership.status import Status, node_rows
 from cluster.models import Event, JoinRequest, Node
-from tests.cluster.conftest import add, unit_state
-from tests.conftest import wait_until
+from tests.helpers import add, unit_state, wait_until
 
 pytestmark = pytest.mark.usefixtures("cluster_on_node1")
 

@@ -15,16 +15,15 @@ import pytest
 
 from cluster import ssh
 from nodes import agent
-from nodes.harness import SSH_PORT
-from tests.cluster.conftest import SHARED
-from tests.conftest import ADMIN_PASSWORD
+from tests.harness import SSH_PORT
+from tests.helpers import ADMIN_PASSWORD, SHARED
 
 
 @pytest.fixture
 def unit(harness, monkeypatch):
     """Unit 2 as a fresh standalone machine; the agent library in this process reads its state."""
     unit = harness.node(2)
-    unit.factory_reset()
+    unit.factory_reset(only_if_changed=True)
     monkeypatch.setenv("NODE_HOME", str(unit.home))
     return unit
 

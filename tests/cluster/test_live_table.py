@@ -6,58 +6,21 @@ node changed status.
 """
 
 import re
-from datetime import timedelta
 
 import pytest
 from django.contrib.sessions.models import Session
-from django.utils import timezone
 from playwright.sync_api import expect
 
-from cluster.models import Cluster, Node, VirtualService
-from tests.conftest import ADMIN_PASSWORD
+from cluster.models import Cluster, Node
+from tests.helpers import ADMIN_PASSWORD, every_status, listed_node, log_in_and_wait, row
 
 pytestmark = pytest.mark.browser
-FAR = timedelta(hours=1)
-
-
-def node(number, **facts):
-    return Node.objects.create(
-        number=number, address=f"10.9.0.{number}", ssh_user=f"lb{number}", host_key="ssh-ed25519 AAAA", **facts
-    )
 
 
 def quiet_cluster():
     """An admin node and two disabled ones: nothing in the table changes on its own."""
     Cluster.get()
-    return [node(1, is_admin=True, enabled=True), node(2), node(3)]
-
-
-def every_status():
-    """One node in each status, held there: the health facts are dated so that no second moves them.
-
-    Starting counts its seconds down, so that table changes every second.
-    """
-    now = timezone.now()
-    Cluster.objects.update_or_create(pk=1, defaults={"services_since": now - FAR, "checks_since": now + FAR})
-    VirtualService.objects.create(name="web", address="10.9.0.90", port=80)
-    answering = {"enabled": True, "accepting": True, "last_ok_at": now + FAR, "checked_at": now + 2 * FAR}
-    return {
-        "admin": node(1, is_admin=True, enabled=True),
-        "up": node(2, healthy_since=now - FAR, **answering),
-        "starting": node(3, healthy_since=now + FAR, **answering),
-        "down": node(4, enabled=True, checked_at=now + 2 * FAR, failures=3),
-        "draining": node(5, disabled_at=now + FAR),
-        "disabled": node(6),
-        "checking": node(7, enabled=True),
-    }
-
-
-def log_in(page, url):
-    page.goto(url)
-    page.get_by_label("Username").fill("admin")
-    page.get_by_label("Password").fill(ADMIN_PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("button", name="Log out")).to_be_visible()
+    return [listed_node(1, is_admin=True, enabled=True), listed_node(2), listed_node(3)]
 
 
 def is_refresh(response, status=None):
@@ -75,13 +38,9 @@ def unchanged_refresh(page):
         pass
 
 
-def row(page, number):
-    return page.locator(f'tr[data-node="{number}"]')
-
-
 def test_the_focus_stays_put_and_tab_moves_on_while_the_table_refreshes(page, live_server, admin_user):
     nodes = quiet_cluster()
-    log_in(page, live_server.url + "/cluster-control/")
+    log_in_and_wait(page, live_server.url + "/cluster-control/")
 
     # Nothing changed: the server says so and the browser keeps the very same table.
     row(page, 1).get_by_role("button", name="Delete").focus()
@@ -107,7 +66,7 @@ def test_the_focus_stays_put_and_tab_moves_on_while_the_table_refreshes(page, li
 
 def test_a_table_that_changes_every_second_keeps_the_focus(page, live_server, admin_user):
     nodes = every_status()
-    log_in(page, live_server.url + "/cluster-control/")
+    log_in_and_wait(page, live_server.url + "/cluster-control/")
     starting = row(page, nodes["starting"].number)
     resync = starting.get_by_role("button", name="Resync")
     resync.focus()
@@ -118,7 +77,7 @@ def test_a_table_that_changes_every_second_keeps_the_focus(page, live_server, ad
 
 def test_a_status_change_is_announced_politely_outside_the_table(page, live_server, admin_user):
     nodes = quiet_cluster()
-    log_in(page, live_server.url + "/cluster-control/")
+    log_in_and_wait(page, live_server.url + "/cluster-control/")
     announcer = page.locator("[aria-live=polite]")
     expect(announcer).to_have_count(1)
     assert announcer.evaluate("a => !a.closest('#live')"), "the live region is inside the table it announces"
@@ -133,7 +92,7 @@ def test_a_status_change_is_announced_politely_outside_the_table(page, live_serv
 
 def test_an_expired_session_takes_the_whole_page_to_the_login(page, live_server, admin_user):
     quiet_cluster()
-    log_in(page, live_server.url + "/cluster-control/")
+    log_in_and_wait(page, live_server.url + "/cluster-control/")
     unchanged_refresh(page)
     page.get_by_label("Address").fill("10.9.0.")
 
@@ -163,7 +122,7 @@ def refreshes_fail(fail):
 
 def test_a_table_the_server_stopped_answering_for_says_since_when(page, live_server, admin_user):
     quiet_cluster()
-    log_in(page, live_server.url + "/cluster-control/")
+    log_in_and_wait(page, live_server.url + "/cluster-control/")
     table = page.locator("#live")
     notice = page.get_by_role("status").filter(has_text="Not updated since")
     unchanged_refresh(page)

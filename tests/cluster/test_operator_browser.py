@@ -7,8 +7,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.cluster.conftest import SHARED
-from tests.cluster.test_browser import SHARED_URL, choose_clustering, log_in, row
+from tests.helpers import SHARED, SHARED_URL, choose_clustering, log_in, row
 
 pytestmark = pytest.mark.browser
 

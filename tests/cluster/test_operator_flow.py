@@ -11,11 +11,9 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from cluster.membership.rules import node_rows
-from cluster.membership.status import Status
+from cluster.membership.status import Status, node_rows
 from cluster.models import Cluster, JoinRequest, Node
-from tests.cluster.conftest import add
-from tests.conftest import wait_until
+from tests.helpers import add, wait_until
 
 pytestmark = pytest.mark.django_db
 

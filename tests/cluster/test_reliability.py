@@ -14,8 +14,7 @@ from django.utils import timezone
 from cluster.configuration import rules as config
 from cluster.membership.status import answering
 from cluster.models import Cluster, ConfigGeneration, Event, Interface, JoinRequest, Node
-from tests.cluster.conftest import add, add_all_enabled, add_enabled, unit_state
-from tests.conftest import Worker, wait_until
+from tests.helpers import Worker, add, add_all_enabled, add_enabled, unit_state, wait_until
 
 pytestmark = pytest.mark.usefixtures("cluster_on_node1")
 

@@ -14,9 +14,8 @@ import pytest
 from playwright.sync_api import expect
 
 from firmware import patch
-from nodes.harness import BASE_DIR
-from tests.cluster.conftest import SHARED, unit_state
-from tests.conftest import ADMIN_PASSWORD, wait_until
+from tests.harness import BASE_DIR
+from tests.helpers import ADMIN_PASSWORD, SHARED, unit_state, wait_until
 
 pytestmark = pytest.mark.browser
 MAX_BYTES = 2 * 2**20  # the units' limit for a software update in these tests

@@ -10,7 +10,7 @@ from playwright.sync_api import expect
 
 from cluster.membership.status import COLOURS, Status, cluster_summary, node_status, warm_up_left
 from cluster.models import Node
-from tests.cluster.test_live_table import every_status, log_in
+from tests.helpers import every_status, log_in_and_wait
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 DRAIN = 10
@@ -270,7 +270,7 @@ def hex_of(rgb_):
 @pytest.mark.browser
 def test_status_cells_in_the_browser_show_their_colours_name_readably(page, live_server, admin_user):
     nodes = every_status()
-    log_in(page, live_server.url + "/cluster-control/")
+    log_in_and_wait(page, live_server.url + "/cluster-control/")
     for key, node in nodes.items():
         status = Status(key)
         cell = page.locator(f'tr[data-node="{node.number}"] td.status')

@@ -16,11 +16,9 @@ from django.utils import timezone
 from cluster import events, ssh
 from cluster.membership import health
 from cluster.membership import rules as membership
-from cluster.membership.rules import node_rows
-from cluster.membership.status import Status, answering
+from cluster.membership.status import Status, answering, node_rows
 from cluster.models import Cluster, Event, Node, VirtualService
-from tests.cluster.conftest import add_all_enabled, with_virtual_service
-from tests.conftest import wait_until
+from tests.helpers import add_all_enabled, wait_until, with_virtual_service
 
 BOOT = 1_000.0
 ANSWER = {"mode": "member", "accepting": True, "active_connections": 0, "booted_at": BOOT, "generation": 0}

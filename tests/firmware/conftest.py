@@ -1,6 +1,7 @@
 import pytest
 
 from firmware import patch
+from tests.helpers import add_all_enabled, all_up, unit_state, wait_until, with_virtual_service
 
 
 @pytest.fixture
@@ -9,3 +10,15 @@ def key(settings):
     private = patch.new_private_key()
     settings.FIRMWARE_TRUSTED_KEYS = [patch.public_key_text(private)]
     return private
+
+
+@pytest.fixture
+def four(cluster_on_node1, admin_client):
+    """Node 1 the admin, nodes 2-4 enabled and Up, one Virtual Service."""
+    units = cluster_on_node1
+    with_virtual_service()
+    add_all_enabled(admin_client, [units.node(n) for n in (2, 3, 4)])
+    for n in (2, 3, 4):
+        wait_until(lambda n=n: unit_state(units.node(n), "traffic.json").get("accepting") is True, 15)
+    all_up()
+    return units

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cluster import ssh
 from firmware import patch
-from nodes.harness import BASE_DIR
+from tests.harness import BASE_DIR
 
 
 def target(unit):

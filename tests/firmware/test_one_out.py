@@ -11,24 +11,24 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from cluster.membership.rules import node_rows
-from cluster.membership.status import Status, answering
+from cluster.membership.status import Status, answering, node_rows
 from cluster.models import Cluster, Event, Node, Rollout, RolloutNode, VirtualService
-from tests.cluster.conftest import add_all_enabled, add_enabled, cluster_on_node1, unit_state, with_virtual_service  # noqa: F401
-from tests.conftest import wait_until
-from tests.firmware.test_rollout import (
+from tests.helpers import (
     NEW,
+    add_all_enabled,
     all_up,
     build,
-    four,  # noqa: F401  (a fixture)
     install,
     reboot,
     reboot_order,
     roll,
     settled_rollout,
     start_rolling,
+    unit_state,
     version_of,
+    wait_until,
     warm_up_all,
+    with_virtual_service,
 )
 
 

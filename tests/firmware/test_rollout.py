@@ -1,10 +1,6 @@
 """A software update of a 4-node cluster of real units: send, verify, install, reboot, rolling reboot."""
 
 import hashlib
-import html
-import re
-import time
-from datetime import timedelta
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -12,109 +8,28 @@ from django.urls import reverse
 from django.utils import timezone
 
 from cluster.configuration import rules as config
-from cluster.membership.rules import node_rows
-from cluster.membership.status import Status
-from cluster.models import Cluster, ConfigGeneration, Event, Node, Rollout, RolloutNode
-from firmware import patch
-from nodes.harness import BASE_DIR
-from tests.backup.conftest import download, upload
-from tests.cluster.conftest import add_all_enabled, add_enabled, cluster_on_node1, unit_state, with_virtual_service  # noqa: F401
-from tests.conftest import wait_until
+from cluster.models import Cluster, ConfigGeneration, Event, Node, Rollout
+from tests.helpers import (
+    NEW,
+    all_up,
+    build,
+    download,
+    health_rounds_completed,
+    healthy,
+    install,
+    reboot,
+    reboot_order,
+    roll,
+    said,
+    settled_rollout,
+    start_rolling,
+    unit_state,
+    upload,
+    version_of,
+    wait_until,
+)
 
 pytestmark = pytest.mark.usefixtures("cluster_on_node1")
-
-NEW = "1.1.0"
-
-
-def build(tmp_path, key, version=NEW, edit=None):
-    """A patch carrying this product's agent at another version (``edit`` changes its source further)."""
-    payload = tmp_path / f"payload-{version}"
-    (payload / "nodes").mkdir(parents=True, exist_ok=True)
-    source = (BASE_DIR / "nodes" / "agent.py").read_text().replace('VERSION = "1.0.0"', f'VERSION = "{version}"')
-    (payload / "nodes" / "agent.py").write_text(edit(source) if edit else source)
-    path = tmp_path / f"flotilla-{version}.patch"
-    patch.build(path, payload, version, key)
-    return path
-
-
-@pytest.fixture
-def four(admin_client, units):
-    """Node 1 the admin, nodes 2-4 enabled and Up, one Virtual Service."""
-    with_virtual_service()
-    add_all_enabled(admin_client, [units.node(n) for n in (2, 3, 4)])
-    for n in (2, 3, 4):
-        wait_until(lambda n=n: unit_state(units.node(n), "traffic.json").get("accepting") is True, 15)
-    all_up()
-    return units
-
-
-def all_up():
-    """Every node Up (the clock past the warm-up; a health round may write an older fact back once)."""
-
-    def up():
-        warm_up_all()
-        _, rows, _ = node_rows()
-        return all(r["status"] in (Status.UP, Status.ADMIN) and healthy(r["node"]) for r in rows)
-
-    wait_until(up, 15, message=lambda: str([(r["node"].number, r["status"]) for r in node_rows()[1]]))
-
-
-def start_rolling(client):
-    """Rolling Reboot once every node is Up: a health round may still move a warm-up start (the
-    first Virtual Service noted, an older fact written back) between all_up() and the click."""
-
-    def attempt():
-        all_up()
-        response = client.post(reverse("rollout_action", args=["rolling"]), follow=True)
-        return response if response.status_code == 200 else None
-
-    return wait_until(attempt, 30)
-
-
-def healthy(node):
-    return not node.failures and node.last_ok_at and timezone.now() - node.last_ok_at < timedelta(seconds=3)
-
-
-def warm_up_all():
-    """The clock moves on past the 30 s warm-up for every node healthy now (as test_control does)."""
-    past = timezone.now() - timedelta(seconds=31)
-    Node.objects.filter(healthy_since__gt=past).update(healthy_since=past)
-
-
-def said(response):
-    """The page's messages and errors, as the operator reads them."""
-    pattern = r'<(?:p|div)[^>]*(?:class="message|role="alert")[^>]*>(.*?)</(?:p|div)>'
-    found = re.findall(pattern, response.content.decode(), re.S)
-    return [html.unescape(re.sub(r"<[^>]+>", "", text)).strip() for text in found]
-
-
-def install(client, path):
-    response = client.post(
-        reverse("update_software"), {"patch": SimpleUploadedFile(path.name, path.read_bytes()), "action": "upload"}
-    )
-    assert "transferred and validated" in response.content.decode(), response.content.decode()[-2000:]
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    response = client.post(reverse("update_software"), {"action": "install", "patch": digest})
-    assert response.status_code == 302, re.findall(r'role="alert">([^<]*)<', response.content.decode())
-    return response
-
-
-def settled_rollout(timeout=60):
-    return wait_until(
-        lambda: Rollout.objects.exclude(state=Rollout.State.SENDING).first(),
-        timeout,
-        message=lambda: str(list(RolloutNode.objects.values("node__number", "state", "sent", "message"))),
-    )
-
-
-def version_of(number):
-    node = Node.objects.get(number=number)
-    return node.version if healthy(node) else None
-
-
-def reboot(client, number):
-    node = Node.objects.get(number=number)
-    return client.post(reverse("node_action", args=[node.pk, "reboot"]), follow=True)
 
 
 def test_an_update_is_installed_everywhere_then_each_node_rebooted_the_admin_node_last(
@@ -186,21 +101,6 @@ def test_a_node_that_fails_to_verify_is_reported_and_no_other_node_is_changed(ad
     assert Rollout.active() is None
 
 
-def roll(client, four, check=None, timeout=120):
-    """Let the rolling reboot run to its end, moving the clock past each node's warm-up."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        update = Rollout.objects.get()
-        if update.state != Rollout.State.ROLLING:
-            return update
-        if update.step == Rollout.Step.WARMING:
-            warm_up_all()
-        if check:
-            check()
-        time.sleep(0.05)
-    raise AssertionError(f"the rolling reboot did not end within {timeout} s: {Rollout.objects.values().get()}")
-
-
 def at_most_one_out():
     out = [
         n.number
@@ -208,12 +108,6 @@ def at_most_one_out():
         if n.maintenance_since or not n.accepting or not healthy(n)
     ]
     assert len(out) <= 1, f"more than one node out of rotation at once: {out}"
-
-
-def reboot_order():
-    return [
-        e.node_number for e in Event.objects.filter(message__contains="reboots to run version").order_by("time", "id")
-    ]
 
 
 def test_a_rolling_reboot_drains_and_reboots_one_node_at_a_time_the_admin_last(admin_client, four, key, tmp_path):
@@ -273,7 +167,8 @@ def test_a_rolling_reboot_halts_on_a_node_that_does_not_come_back_and_can_be_can
     update.refresh_from_db()
     assert update.state == Rollout.State.INSTALLED
     assert not Node.objects.exclude(maintenance_since=None).exists()
-    time.sleep(1.5)
+    # Health rounds that started after the Cancel have moved the rollout on as far as it goes.
+    health_rounds_completed(since=timezone.now())
     assert reboot_order() == [2]
 
 

@@ -6,15 +6,9 @@ import pytest
 from django.urls import reverse
 from playwright.sync_api import expect
 
-from tests.cluster.conftest import add_all_enabled, cluster_on_node1, with_virtual_service  # noqa: F401
-from tests.conftest import ADMIN_PASSWORD
-from tests.firmware.test_rollout import all_up, build, warm_up_all
+from tests.helpers import ADMIN_PASSWORD, add_all_enabled, all_up, build, row, warm_up_all, with_virtual_service
 
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("cluster_on_node1")]
-
-
-def row(page, number):
-    return page.locator(f'tr[data-node="{number}"]')
 
 
 def test_an_operator_uploads_installs_and_reboots_the_nodes_admin_last(

@@ -18,7 +18,7 @@ from cluster.backup import rules as backup
 from cluster.models import Cluster, Node, Rollout
 from cluster.rollout import versions
 from firmware import patch
-from tests.conftest import ADMIN_PASSWORD
+from tests.helpers import ADMIN_PASSWORD
 
 pytestmark = pytest.mark.django_db
 

@@ -16,8 +16,7 @@ import pytest
 from django.conf import settings
 from playwright.sync_api import expect
 
-from tests.cluster.test_live_table import every_status
-from tests.conftest import ADMIN_PASSWORD
+from tests.helpers import ADMIN_PASSWORD, every_status
 
 pytestmark = pytest.mark.browser
 AXE = settings.BASE_DIR / "var" / "npm" / "node_modules" / "axe-core" / "axe.min.js"

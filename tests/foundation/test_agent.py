@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from nodes import agent
-from nodes.harness import BASE_DIR
+from tests.harness import BASE_DIR
 
 AGENT = str(BASE_DIR / "nodes" / "agent.py")
 

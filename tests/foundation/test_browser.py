@@ -6,7 +6,7 @@ import pytest
 from playwright.sync_api import expect
 
 from nodes import agent
-from tests.conftest import ADMIN_PASSWORD
+from tests.helpers import ADMIN_PASSWORD
 
 pytestmark = pytest.mark.browser
 

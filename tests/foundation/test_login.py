@@ -1,26 +1,107 @@
-"""Login everywhere, CSRF, lockout: walk every URL of both WUIs."""
+"""Login everywhere, CSRF, lockout: walk every URL of both WUIs, those with arguments too."""
+
+import re
 
 import pytest
+from auditlog.models import LogEntry
+from axes.models import AccessAttempt, AccessFailureLog, AccessLog
+from django.apps import apps
+from django.contrib.auth.models import Group
+from django.contrib.contenttypes.models import ContentType
 from django.test import Client, override_settings
-from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.urls import URLPattern, URLResolver, get_resolver, resolve, reverse
+
+from cluster import events
+from cluster.backup import rules as backup
+from cluster.models import ConfigGeneration, Event, Interface, Node, RealServer, Rollout, VirtualService
+from tests.helpers import ADMIN_PASSWORD, make_cluster
 
 # A unit's health answer carries no data; its join endpoint is called by the cluster's
 # control plane and checks the one-time join code itself (tests/cluster/test_pages.py).
 OPEN_URLS = {"health", "join"}
+PARAMETER = re.compile(r"<(?:(\w+):)?(\w+)>|\(\?P<(\w+)>([^)]*)\)")
 
 
-def concrete_urls(urlconf):
-    """Every URL of a URL conf that takes no arguments (the admin's own included)."""
+def url_patterns(urlconf):
+    """(name, route) of every URL pattern of a URL conf, the admin's own included."""
 
     def walk(patterns, prefix=""):
         for p in patterns:
             if isinstance(p, URLResolver):
                 yield from walk(p.url_patterns, prefix + str(p.pattern))
-            elif isinstance(p, URLPattern) and not p.pattern.regex.groups and "<" not in str(p.pattern):
-                route = prefix + str(p.pattern)
-                yield p.name, "/" + route.lstrip("^").rstrip("$").replace("\\Z", "").replace("^", "")
+            elif isinstance(p, URLPattern):
+                yield p.name, prefix + str(p.pattern)
 
-    return [(name, url) for name, url in walk(get_resolver(urlconf).url_patterns) if name not in OPEN_URLS]
+    return [(name, route) for name, route in walk(get_resolver(urlconf).url_patterns) if name not in OPEN_URLS]
+
+
+@pytest.fixture
+def rows(admin_user, settings, tmp_path):
+    """A real row behind every argument a URL takes: what a view would show if it let a stranger in."""
+    settings.VAR_DIR = tmp_path / "var"
+    settings.BACKUP_KEY_FILE = settings.VAR_DIR / "backup_key"
+    make_cluster()  # nodes, interfaces, Virtual Services with real servers, a generation
+    node = Node.objects.order_by("number").last()
+    events.record("Walked", node=node)
+    Group.objects.create(name="operators")
+    Rollout.objects.create(version="1.1.0", created_by=admin_user)
+    # A right then a wrong password (a success clears the attempts): the lock-out's access,
+    # failure and attempt rows.
+    Client().post(reverse("login"), {"username": "admin", "password": ADMIN_PASSWORD})
+    Client().post(reverse("login"), {"username": "admin", "password": "wrong"})
+    # (this project keeps no failure log, but the admin still offers its pages)
+    AccessFailureLog.objects.create(username="admin", ip_address="127.0.0.1", user_agent="", path_info="/login/")
+    saved = backup.save_scheduled()
+    virtual_service = VirtualService.objects.filter(real_servers__isnull=False).first()
+    found = {
+        "node": node,
+        "generation": ConfigGeneration.objects.first(),
+        "interface": Interface.objects.order_by("index").last(),
+        "virtual_service": virtual_service,
+        "real_server": RealServer.objects.filter(virtual_service=virtual_service).first(),
+        "saved_backup": saved.name,
+        "user": admin_user,
+    }
+    for model in (Event, AccessAttempt, AccessFailureLog, AccessLog, LogEntry, Rollout, Group):
+        assert model.objects.exists(), f"no {model.__name__} row to walk to"
+    return found
+
+
+def argument(route, name, rows):
+    """The value of one URL argument, from a real row (or a real choice of the view)."""
+    admin_object = re.match(r"admin/(\w+)/(\w+)/<path:object_id>", route)
+    values = {
+        "object_id": lambda: (
+            apps.get_model(*admin_object.groups()).objects.first().pk if admin_object else rows["node"].pk
+        ),
+        "content_type_id": lambda: ContentType.objects.get_for_model(Node).pk,
+        "id": lambda: rows["user"].pk,  # the admin's password change of a user
+        "app_label": lambda: "cluster",
+        "url": lambda: "cluster/no-such-page/",  # the admin's catch-all
+        "number": lambda: rows["generation"].number,
+        "index": lambda: rows["interface"].index,
+        "rs_pk": lambda: rows["real_server"].pk,
+        "name": lambda: rows["saved_backup"],
+        "field": lambda: "drain_time",
+    }
+    if name == "pk":
+        return (rows["virtual_service"] if route.startswith("virtual-services/") else rows["node"]).pk
+    if name == "action":
+        return {"cluster-control/node/": "disable", "cluster-control/update/": "cancel"}.get(
+            route.split("<")[0], "options"
+        )
+    assert name in values, f"no real value for the argument {name!r} of {route!r}: say where one comes from"
+    return values[name]()
+
+
+def concrete(route, rows):
+    """The URL of a route with each argument filled from real rows."""
+
+    def fill(match):
+        _, name, regex_name, _ = match.groups()
+        return str(argument(route, name or regex_name, rows))
+
+    return "/" + PARAMETER.sub(fill, route).replace("^", "").replace("$", "").replace("\\Z", "")
 
 
 def _assert_login_required(client, url):
@@ -30,24 +111,38 @@ def _assert_login_required(client, url):
         assert "/login/" in response["Location"], f"{method.upper()} {url} went to {response['Location']}"
 
 
-@pytest.mark.django_db
-@pytest.mark.parametrize("name,url", concrete_urls("wui.urls"))
-def test_every_shared_wui_url_needs_a_login(client, name, url):
-    if name in ("login",):
-        assert client.get(url).status_code == 200
-        return
-    _assert_login_required(client, url)
-
-
-@pytest.mark.django_db
-@pytest.mark.parametrize("name,url", concrete_urls("nodes.urls"))
-def test_every_node_wui_url_needs_a_login(client, name, url, tmp_path, monkeypatch):
-    monkeypatch.setenv("NODE_HOME", str(tmp_path))
-    with override_settings(ROOT_URLCONF="nodes.urls", FLOTILLA_ROLE="node"):
+def walk_every_url(client, urlconf, rows):
+    """Visit every pattern of the URL conf; fails on a pattern it could not reach."""
+    patterns = url_patterns(urlconf)
+    visited = set()
+    for name, route in patterns:
+        url = concrete(route, rows)
+        match = resolve(url, urlconf)
+        assert match.route.replace("^", "") == route.replace("^", ""), (
+            f"{url} (built for {route!r}) reached {match.route!r} instead"
+        )
         if name == "login":
             assert client.get(url).status_code == 200
-            return
-        _assert_login_required(client, url)
+        else:
+            _assert_login_required(client, url)
+        visited.add(route)
+    skipped = {route for _, route in patterns} - visited
+    assert not skipped, f"URL patterns not walked: {sorted(skipped)}"
+    return visited
+
+
+@pytest.mark.django_db
+def test_every_shared_wui_url_needs_a_login(client, rows):
+    visited = walk_every_url(client, "wui.urls", rows)
+    assert any("<" in route for route in visited)  # the ones with arguments were walked too
+
+
+@pytest.mark.django_db
+def test_every_node_wui_url_needs_a_login(client, rows, tmp_path, monkeypatch):
+    monkeypatch.setenv("NODE_HOME", str(tmp_path))
+    with override_settings(ROOT_URLCONF="nodes.urls", FLOTILLA_ROLE="node"):
+        visited = walk_every_url(client, "nodes.urls", rows)
+    assert any("<" in route for route in visited)
 
 
 @pytest.mark.django_db

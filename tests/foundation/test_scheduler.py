@@ -13,8 +13,8 @@ import pytest
 import redis
 from django.conf import settings
 
-from nodes.harness import BASE_DIR
-from tests.conftest import Worker, alive, children_of, cmdline, proc_stat, wait_until
+from tests.harness import BASE_DIR
+from tests.helpers import Worker, alive, children_of, cmdline, proc_stat, wait_until
 from wui.celery import scheduler_lock_path
 
 PROBE = "FLOTILLA_LEAK_PROBE"

@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 
-from nodes.harness import BASE_DIR
+from tests.harness import BASE_DIR
 
 PRODUCTION = {
     "SECRET_KEY": "x" * 20 + "-a-long-random-production-secret-key-1234567890",

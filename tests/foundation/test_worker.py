@@ -10,7 +10,7 @@ from django.conf import settings
 
 from cluster.models import Node
 from cluster.tasks import sync_node
-from tests.conftest import Worker, wait_until
+from tests.helpers import Worker, wait_until
 
 
 @pytest.mark.django_db(transaction=True)

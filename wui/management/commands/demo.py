@@ -16,7 +16,7 @@ from django.core.management.base import BaseCommand
 
 from firmware import patch
 from firmware.management.commands.build_firmware import stamped_agent
-from nodes.harness import BASE_DIR, Cluster
+from tests.harness import BASE_DIR, Cluster
 
 
 class Command(BaseCommand):

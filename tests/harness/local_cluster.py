@@ -12,6 +12,7 @@ stopped by ``stop()``, also on SIGINT/SIGTERM and at interpreter exit.
 """
 
 import atexit
+import contextlib
 import json
 import os
 import shutil
@@ -24,7 +25,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+BASE_DIR = Path(__file__).resolve().parents[2]  # tests/harness/local_cluster.py
 ROOT = Path(os.environ.get("FLOTILLA_HARNESS_ROOT", "/var/lib/flotilla-harness"))
 SSH_PORT = 2222
 WUI_PORT = 8000
@@ -149,6 +150,8 @@ class Node:
         self.lock = threading.RLock()  # a reboot and a reset of the same machine never overlap
         self.rebooting = threading.Event()
         self.resets = 0
+        self.fresh_state = None  # what the machine looked like right after its last factory reset
+        self.kept = 0  # factory resets skipped: the machine was as its last reset left it
 
     @property
     def host_key(self):
@@ -376,10 +379,50 @@ class Node:
         "local_network.json",
     )
 
-    def factory_reset(self):
-        """Back to a fresh standalone unit: no cluster, no state, only the installer's key."""
+    def factory_reset(self, only_if_changed=False):
+        """Back to a fresh standalone unit: no cluster, no state, only the installer's key.
+
+        only_if_changed: a machine still exactly as its last reset left it (the same files, the
+        same daemons, no session open, no reboot pending) is left as it is: it is already fresh.
+        Returns whether the machine was reset.
+        """
         with self.lock:
+            if only_if_changed and self.untouched():
+                self.kept += 1
+                return False
             self._factory_reset()
+            return True
+
+    def state(self):
+        """Everything a test can change on this machine and a reset puts back: every file and
+        directory under its root (but the daemons' own logs), and which daemons run."""
+        files = []
+        for directory, dirs, names in os.walk(self.root):
+            for name in (".", *dirs, *names):
+                path = os.path.join(directory, name)
+                if directory == str(self.run) and name.endswith(".log"):
+                    continue  # appended by the daemons themselves
+                try:
+                    st = os.lstat(path)
+                except FileNotFoundError:
+                    continue
+                # ctime too: no write, chmod or chown goes unseen, even one that puts a file back as it was
+                files.append(
+                    (path, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode, st.st_uid, st.st_gid)
+                )
+        daemons = []
+        for name in ("worker", "shared", "wui", "sshd"):
+            with contextlib.suppress(OSError, ValueError):
+                daemons.append((name, int((self.run / f"{name}.pid").read_text())))
+        return sorted(files), daemons
+
+    def untouched(self):
+        if self.fresh_state is None or self.rebooting.is_set() or not self.running():
+            return False
+        if subprocess.run(["pgrep", "-u", self.user], capture_output=True).returncode == 0:
+            return False  # a session is still open on it
+        files, daemons = self.state()
+        return (files, daemons) == self.fresh_state and all(_pid_alive(pid) for _, pid in daemons)
 
     def _factory_reset(self):
         self.resets += 1
@@ -392,7 +435,8 @@ class Node:
         shutil.rmtree(self.root / "var", ignore_errors=True)
         (self.home / ".ssh" / "authorized_keys").unlink(missing_ok=True)
         self.prepare()
-        self.start()
+        self._start()
+        self.fresh_state = self.state()
 
     def running(self):
         pidfile = self.run / "sshd.pid"
@@ -472,6 +516,8 @@ class Cluster:
         for node in self.nodes:
             if not node.running():
                 raise HarnessError(f"node {node.n} did not start; see {node.run}")
+            if self.fresh:
+                node.fresh_state = node.state()  # as a factory reset leaves it
         self.supervise()
         return self
 
@@ -504,8 +550,12 @@ class Cluster:
         self.children.append(proc)
         return proc
 
-    def factory_reset(self):
-        threads = [threading.Thread(target=node.factory_reset) for node in self.nodes]
+    def factory_reset(self, only_if_changed=False):
+        """Every node back to a fresh standalone unit (only_if_changed: those a test changed)."""
+        threads = [
+            threading.Thread(target=node.factory_reset, kwargs={"only_if_changed": only_if_changed})
+            for node in self.nodes
+        ]
         for t in threads:
             t.start()
         for t in threads:
