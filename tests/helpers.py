@@ -27,7 +27,8 @@ from playwright.sync_api import expect
 
 from cluster.backup import rules as backup
 from cluster.configuration import rules as config
-from cluster.membership.status import Status, node_rows
+from cluster.membership.rules import node_rows
+from cluster.membership.status import Status
 from cluster.models import (
     Cluster,
     ConfigGeneration,

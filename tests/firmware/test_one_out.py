@@ -11,7 +11,8 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from cluster.membership.status import Status, answering, node_rows
+from cluster.membership.rules import node_rows
+from cluster.membership.status import Status, answering
 from cluster.models import Cluster, Event, Node, Rollout, RolloutNode, VirtualService
 from tests.helpers import (
     NEW,
