@@ -1,14 +1,13 @@
 """`make demo`: a local cluster of real sshd nodes, its control plane on the shared address."""
 
+import json
 import secrets
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
-from contextlib import closing
 from pathlib import Path
 
 from django.conf import settings
@@ -93,18 +92,16 @@ class Command(BaseCommand):
         admin.restart()  # the admin unit "reboots" onto the shared address
         self.stdout.write("Cluster created; waiting for the nodes' 30 s warm-up so that they show Up ...")
         self.stdout.flush()
-        self._wait_until_up(admin.root / "wui.sqlite3", len(cluster.nodes) - 1)
+        self._wait_until_up(admin)
 
-    def _wait_until_up(self, database, members, timeout=90):
-        """Read the cluster's database until every member has been healthy for the warm-up."""
+    def _wait_until_up(self, admin, timeout=90):
+        """Ask the cluster (its one status function) until every member shows Up."""
         deadline = time.monotonic() + timeout
+        argv = [sys.executable, str(BASE_DIR / "manage.py"), "cluster_status", "--json"]
         while time.monotonic() < deadline:
-            with closing(sqlite3.connect(database, timeout=5)) as db:
-                (ready,) = db.execute(
-                    "SELECT count(*) FROM cluster_node WHERE NOT is_admin AND enabled AND failures = 0 "
-                    "AND accepting AND healthy_since <= datetime('now', '-31 seconds')"
-                ).fetchone()
-            if ready >= members:
+            done = subprocess.run(argv, env=admin.env("shared"), capture_output=True, text=True)
+            statuses = json.loads(done.stdout or "{}") if done.returncode == 0 else {}
+            if statuses and all(status in ("up", "admin") for status in statuses.values()):
                 return
             time.sleep(1)
         self.stderr.write("Not every node came Up in time; the page shows why.")
