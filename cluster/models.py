@@ -362,6 +362,11 @@ class Rollout(models.Model):
         DONE = "done", "Done"
 
     ACTIVE = (State.SENDING, State.INSTALLED, State.ROLLING, State.HALTED)
+    # What the operator may do in each state: the rules' checks and the page's buttons both read these.
+    ROLLABLE = (State.INSTALLED,)  # Rolling Reboot
+    RESUMABLE = (State.HALTED,)  # Resume
+    CANCELLABLE = (State.ROLLING, State.HALTED)  # Cancel Rolling Reboot
+    REBOOTABLE = (State.INSTALLED, State.HALTED)  # a node's own Reboot button
 
     class Step(models.TextChoices):
         NONE = "", "—"
@@ -412,6 +417,23 @@ class Rollout(models.Model):
         if self.kind == self.Kind.RESTORE:
             return "the nodes are still rebooting one at a time after a restore: wait for it or cancel it"
         return f"another software update (version {self.version}) is in progress: finish or cancel it"
+
+    @property
+    def can_roll(self):
+        return self.kind == self.Kind.UPDATE and self.state in self.ROLLABLE
+
+    @property
+    def can_resume(self):
+        return self.state in self.RESUMABLE
+
+    @property
+    def can_cancel(self):
+        return self.state in self.CANCELLABLE
+
+    @property
+    def can_reboot(self):
+        """A node's Reboot button: an installed update waits for it, and no rolling reboot runs."""
+        return self.kind == self.Kind.UPDATE and self.state in self.REBOOTABLE
 
     @classmethod
     def active(cls):

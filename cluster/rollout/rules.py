@@ -106,7 +106,7 @@ def _reboot_checked(node_pk, rollout, now):
         raise Refused(rollout.busy)
     if rollout is not None and rollout.state == Rollout.State.ROLLING:
         raise Refused("a rolling reboot is under way: cancel it first to reboot nodes one by one")
-    if rollout is None or rollout.state not in (Rollout.State.INSTALLED, Rollout.State.HALTED):
+    if rollout is None or not rollout.can_reboot:
         raise Refused("there is no installed software update waiting for a reboot")
     if node.version == rollout.version:
         raise Refused(f"Node {node.number} already runs version {rollout.version}")
@@ -126,7 +126,9 @@ def _reboot_checked(node_pk, rollout, now):
 def start_rolling(actor):
     now = timezone.now()
     with transaction.atomic():
-        rollout = Rollout.objects.select_for_update().filter(state=Rollout.State.INSTALLED).first()
+        rollout = (
+            Rollout.objects.select_for_update().filter(kind=Rollout.Kind.UPDATE, state__in=Rollout.ROLLABLE).first()
+        )
         if rollout is None:
             raise Refused("there is no installed software update waiting for a reboot")
         preflight(now, rolling=True)
@@ -138,7 +140,7 @@ def start_rolling(actor):
 def resume(actor):
     now = timezone.now()
     with transaction.atomic():
-        rollout = Rollout.objects.select_for_update().filter(state=Rollout.State.HALTED).first()
+        rollout = Rollout.objects.select_for_update().filter(state__in=Rollout.RESUMABLE).first()
         if rollout is None:
             raise Refused("there is no halted rolling reboot to resume")
         # The node it halted on gets a whole timeout again.
@@ -150,9 +152,7 @@ def resume(actor):
 def cancel(actor):
     """Stop a rolling reboot: no further node is taken out; the one it was on goes back into rotation."""
     with transaction.atomic():
-        rollout = (
-            Rollout.objects.select_for_update().filter(state__in=(Rollout.State.ROLLING, Rollout.State.HALTED)).first()
-        )
+        rollout = Rollout.objects.select_for_update().filter(state__in=Rollout.CANCELLABLE).first()
         if rollout is None:
             raise Refused("there is no rolling reboot to cancel")
         if rollout.current_id:
@@ -361,7 +361,7 @@ def panel():
         "rollout": rollout,
         "rollout_nodes": list(rollout.nodes.select_related("node")),
         "rollout_stalled": quiet,
-        "reboot_open": update and rollout.state in (Rollout.State.INSTALLED, Rollout.State.HALTED),
+        "reboot_open": rollout.can_reboot,
         # What the nodes not rebooted yet will run once they are.
         "pending_version": update
         and rollout.state in (Rollout.State.INSTALLED, Rollout.State.ROLLING, Rollout.State.HALTED)
