@@ -13,10 +13,7 @@ from django.db.models import Max
 
 from cluster import events, ssh
 from cluster.models import Cluster, ConfigGeneration, Node, VirtualService
-
-
-def canonical(document):
-    return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+from nodes.agent.formats import canonical
 
 
 def render():

@@ -20,7 +20,7 @@ from django.utils import timezone
 from cluster import config, events, network, ssh
 from cluster.models import Cluster, JoinRequest, Node, VirtualService
 from cluster.status import Status, node_status
-from nodes.agent import HARDWARE_KEYS
+from nodes.agent.formats import HARDWARE_KEYS
 from wui import failpoints
 from wui.text import clip, short
 

@@ -3,6 +3,7 @@
 import hashlib
 import html
 import re
+import shutil
 import time
 from datetime import timedelta
 
@@ -17,7 +18,7 @@ from cluster.status import Status
 from cluster.views import node_rows
 from firmware import patch
 from firmware.models import Rollout, RolloutNode
-from nodes.harness import BASE_DIR
+from nodes.agent.build import AGENT_PAYLOAD, PACKAGE, build_zipapp
 from tests.backup.conftest import download, upload
 from tests.cluster.conftest import add_all_enabled, add_enabled, cluster_on_node1, unit_state, with_virtual_service  # noqa: F401
 from tests.conftest import wait_until
@@ -28,11 +29,14 @@ NEW = "1.1.0"
 
 
 def build(tmp_path, key, version=NEW, edit=None):
-    """A patch carrying this product's agent at another version (``edit`` changes its source further)."""
+    """A patch carrying this product's agent at another version (``edit(module, source)`` changes it further)."""
     payload = tmp_path / f"payload-{version}"
-    (payload / "nodes").mkdir(parents=True, exist_ok=True)
-    source = (BASE_DIR / "nodes" / "agent.py").read_text().replace('VERSION = "1.0.0"', f'VERSION = "{version}"')
-    (payload / "nodes" / "agent.py").write_text(edit(source) if edit else source)
+    (payload / "bin").mkdir(parents=True, exist_ok=True)
+    source = tmp_path / f"agent-{version}"
+    shutil.copytree(PACKAGE, source, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
+    for module in source.glob("*.py") if edit else ():
+        module.write_text(edit(module.name, module.read_text()))
+    build_zipapp(payload / AGENT_PAYLOAD, version, source=source)
     path = tmp_path / f"flotilla-{version}.patch"
     patch.build(path, payload, version, key)
     return path
@@ -249,7 +253,7 @@ def test_a_rolling_reboot_halts_on_a_node_that_does_not_come_back_and_can_be_can
     settings.ROLLOUT_NODE_TIMEOUT = 4
     Cluster.objects.update(drain_time=1)
 
-    def broken(source):  # this build cannot answer a health check
+    def broken(module, source):  # this build cannot answer a health check
         return source.replace(
             "def status(now=None):\n", 'def status(now=None):\n    raise AgentError("this build is broken")\n', 1
         )
@@ -311,7 +315,7 @@ def test_a_worker_killed_mid_rollout_is_shown_interrupted_and_the_next_worker_fi
 def test_a_node_waits_for_the_update_before_it_takes_a_configuration_it_cannot_read(admin_client, four, key, tmp_path):
     """Mixed versions: a newer configuration schema goes only to the nodes whose software understands it."""
 
-    def schema_2(source):
+    def schema_2(module, source):
         return source.replace("SCHEMAS = (1,)", "SCHEMAS = (1, 2)", 1)
 
     install(admin_client, build(tmp_path, key, edit=schema_2))
