@@ -373,9 +373,10 @@ def _check_member(member, found):
             raise BackupError(
                 f"The archive holds {short(name)}, which is not a regular file: a backup holds files only"
             ) from None
-        raise BackupError(
-            f"The archive holds {short(name)}, a path outside itself: it is not a backup to trust"
-        ) from None
+        if e.kind != "name":  # a name out of bounds is not one of ours: said below
+            raise BackupError(
+                f"The archive holds {short(name)}, a path outside itself: it is not a backup to trust"
+            ) from None
     if name not in MEMBER_LIMITS:
         raise BackupError(
             f"The archive holds {short(name)}: a backup holds only {HEADER} and {CONTENT} "

@@ -80,7 +80,11 @@ _KINDS = (
 
 
 class UnsafeMember(ValueError):
-    """A tar member that must not be unpacked. ``kind``: "path" (where it would land), "link" or "type"."""
+    """A tar member that must not be unpacked.
+
+    ``kind``: "path" (it could land outside the archive's directory), "name" (no name, or one over the
+    bounds), "link" (symbolic or hard) or "type" (a directory, device, FIFO, ...).
+    """
 
     def __init__(self, name, problem, kind):
         super().__init__(f"member {_short(name)} {problem}")
@@ -96,7 +100,7 @@ def _short(value, limit=40):
 def check_member_name(name, what="archive"):
     """Refuse a member path that could land outside the archive's directory, or that no archive of ours holds."""
     if not isinstance(name, str) or not name:
-        raise UnsafeMember(name, "has no name", "path")
+        raise UnsafeMember(name, "has no name", "name")
     if name.startswith("/"):
         raise UnsafeMember(name, f"has an absolute path; a {what} holds relative paths only", "path")
     parts = name.split("/")
@@ -105,7 +109,7 @@ def check_member_name(name, what="archive"):
     if "" in parts or "." in parts or "\\" in name or not name.isprintable():
         raise UnsafeMember(name, "is not a plain relative path", "path")
     if len(name) > MAX_MEMBER_NAME or any(len(p.encode("utf-8", "surrogateescape")) > MAX_NAME_PART for p in parts):
-        raise UnsafeMember(name, f"has a name over {MAX_MEMBER_NAME} characters or a part over {MAX_NAME_PART}", "path")
+        raise UnsafeMember(name, f"has a name over {MAX_MEMBER_NAME} characters or a part over {MAX_NAME_PART}", "name")
     return parts
 
 
