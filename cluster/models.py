@@ -5,6 +5,7 @@ from django.utils import timezone
 
 from cluster import ssh
 from cluster.membership.status import Status, answering
+from nodes.agent.formats import DRAIN_TIME, MTU, VIRTUAL_ID
 
 
 class Cluster(models.Model):
@@ -18,10 +19,14 @@ class Cluster(models.Model):
     mode = models.CharField(max_length=12, choices=Mode, default=Mode.NONE)
     shared_address = models.GenericIPAddressField(protocol="IPv4", null=True, blank=True)
     virtual_id = models.PositiveSmallIntegerField(
-        "Cluster Virtual ID", default=1, validators=[MinValueValidator(1), MaxValueValidator(255)]
+        "Cluster Virtual ID",
+        default=VIRTUAL_ID.default,
+        validators=[MinValueValidator(VIRTUAL_ID.low), MaxValueValidator(VIRTUAL_ID.high)],
     )
     drain_time = models.PositiveSmallIntegerField(
-        "Node Drain Time", default=10, validators=[MinValueValidator(1), MaxValueValidator(600)]
+        "Node Drain Time",
+        default=DRAIN_TIME.default,
+        validators=[MinValueValidator(DRAIN_TIME.low), MaxValueValidator(DRAIN_TIME.high)],
     )
     created_at = models.DateTimeField(null=True, blank=True)
     last_summary = models.CharField(max_length=120, blank=True)
@@ -306,7 +311,7 @@ class Interface(models.Model):
     use_for_cluster_updates = models.BooleanField("Use for Cluster Updates", default=False)
     use_for_geo = models.BooleanField("Use for GEO Responses and Requests", default=False)
     mtu = models.PositiveSmallIntegerField(
-        "MTU", default=1500, validators=[MinValueValidator(576), MaxValueValidator(9216)]
+        "MTU", default=MTU.default, validators=[MinValueValidator(MTU.low), MaxValueValidator(MTU.high)]
     )
     link_mode = models.CharField("Link Status", max_length=12, choices=LinkMode, default=LinkMode.AUTOMATIC)
     additional_addresses = models.JSONField("Additional addresses", default=list, blank=True)

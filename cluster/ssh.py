@@ -20,7 +20,8 @@ import paramiko
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from nodes.agent import fingerprint as agent_fingerprint
+from nodes.agent.formats import atomic_write
+from nodes.agent.formats import fingerprint as agent_fingerprint
 
 AGENT = '"$NODE_HOME/bin/flotilla-agent"'
 CONNECT_TIMEOUT = 3.0
@@ -97,10 +98,7 @@ def load_or_create_key(path):
             serialization.PrivateFormat.OpenSSH,
             serialization.NoEncryption(),
         )
-        fd = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(pem)
-        os.replace(path.with_suffix(".tmp"), path)
+        atomic_write(path, pem, 0o600)
     return paramiko.Ed25519Key.from_private_key_file(str(path))
 
 

@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from cluster.rollout import versions
+from nodes.agent.formats import UnsafeMember, check_member_name, check_tar_member
 from wui import bounded
 from wui.text import human_size, short
 
@@ -128,35 +129,22 @@ def load_trusted_keys(encoded):
 
 def check_name(name):
     """Refuse a path that could land outside the patch, or that a patch does not hold."""
-    if name.startswith("/"):
-        raise PatchError(f"member {short(name)} has an absolute path; a patch holds relative paths only")
-    parts = name.split("/")
-    if ".." in parts:
-        raise PatchError(f"member {short(name)} climbs out of the patch with '..'")
-    if "" in parts or "." in parts:
-        raise PatchError(f"member {short(name)} is not a plain relative path")
+    try:
+        check_member_name(name, "patch")
+    except UnsafeMember as e:
+        raise PatchError(str(e)) from None
     if name not in (MANIFEST, SIGNATURE) and not name.startswith(PAYLOAD):
         raise PatchError(
             f"unexpected member {short(name)}: a patch holds only {MANIFEST}, {SIGNATURE} and {PAYLOAD} files"
         )
 
 
-_KINDS = (
-    (tarfile.TarInfo.issym, "a symbolic link"),
-    (tarfile.TarInfo.islnk, "a hard link"),
-    (tarfile.TarInfo.isdir, "a directory"),
-    (tarfile.TarInfo.ischr, "a character device"),
-    (tarfile.TarInfo.isblk, "a block device"),
-    (tarfile.TarInfo.isfifo, "a FIFO"),
-)
-
-
 def check_member(member):
     check_name(member.name)
-    if member.type in (tarfile.REGTYPE, tarfile.AREGTYPE):
-        return
-    kind = next((label for test, label in _KINDS if test(member)), f"of tar type {member.type!r}")
-    raise PatchError(f"member {short(member.name)} is {kind}; a patch holds regular files only")
+    try:
+        check_tar_member(member, "patch")
+    except UnsafeMember as e:
+        raise PatchError(str(e)) from None
 
 
 # Reading an archive

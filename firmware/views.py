@@ -4,7 +4,6 @@ The upload is streamed to a file on disk beside the kept patches, never held in
 memory, and is kept only if firmware.patch.verify() accepts it.
 """
 
-import os
 from dataclasses import replace
 
 from django.conf import settings
@@ -18,6 +17,7 @@ from cluster.rollout import versions
 from cluster.rollout.rules import Refused
 from firmware import install, patch
 from firmware.install import patch_dir
+from nodes.agent.formats import replace_durably
 from wui.text import human_size
 from wui.uploads import streamed_upload
 
@@ -74,12 +74,8 @@ def _receive(request):
 
 def _keep(upload, manifest):
     """Named by its sha256 and renamed into place: a reader sees the whole patch or none."""
-    os.replace(upload.temporary_file_path(), patch_dir() / f"{manifest.sha256}.patch")
-    fd = os.open(patch_dir(), os.O_RDONLY)
-    try:
-        os.fsync(fd)  # the rename itself must survive a power loss once we have said "validated"
-    finally:
-        os.close(fd)
+    # The rename itself must survive a power loss once we have said "validated".
+    replace_durably(upload.temporary_file_path(), patch_dir() / f"{manifest.sha256}.patch")
 
 
 def kept_patches():

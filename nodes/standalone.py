@@ -19,6 +19,7 @@ from django.views.decorators.http import require_http_methods
 from cluster.models import VirtualService
 from firmware import patch
 from nodes import agent
+from nodes.agent.formats import fsync_dir
 from nodes.local import unit_mode, wui_url
 from wui.uploads import streamed_upload
 
@@ -166,11 +167,7 @@ def _keep(upload, manifest):
     for other in incoming.glob("*.patch"):
         if other != kept:
             other.unlink(missing_ok=True)
-    fd = os.open(incoming, os.O_RDONLY)
-    try:
-        os.fsync(fd)  # the rename must survive a power loss once the page has said "validated"
-    finally:
-        os.close(fd)
+    fsync_dir(incoming)  # the rename must survive a power loss once the page has said "validated"
 
 
 def _install(request):

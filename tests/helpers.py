@@ -12,6 +12,7 @@ import io
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import tarfile
@@ -43,6 +44,7 @@ from cluster.models import (
 )
 from cluster.network import document as network
 from firmware import patch
+from nodes.agent.build import AGENT_PAYLOAD, PACKAGE, build_zipapp
 from tests.harness import BASE_DIR
 from wui.celery import app
 
@@ -434,11 +436,14 @@ NEW = "1.1.0"
 
 
 def build(tmp_path, key, version=NEW, edit=None):
-    """A patch carrying this product's agent at another version (``edit`` changes its source further)."""
+    """A patch carrying this product's agent at another version (``edit(module, source)`` changes it further)."""
     payload = tmp_path / f"payload-{version}"
-    (payload / "nodes").mkdir(parents=True, exist_ok=True)
-    source = (BASE_DIR / "nodes" / "agent.py").read_text().replace('VERSION = "1.0.0"', f'VERSION = "{version}"')
-    (payload / "nodes" / "agent.py").write_text(edit(source) if edit else source)
+    (payload / "bin").mkdir(parents=True, exist_ok=True)
+    source = tmp_path / f"agent-{version}"
+    shutil.copytree(PACKAGE, source, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
+    for module in source.glob("*.py") if edit else ():
+        module.write_text(edit(module.name, module.read_text()))
+    build_zipapp(payload / AGENT_PAYLOAD, version, source=source)
     path = tmp_path / f"flotilla-{version}.patch"
     patch.build(path, payload, version, key)
     return path

@@ -63,6 +63,7 @@ from cluster.rollout import rules as rollout
 from cluster.rollout import versions
 from cluster.virtual_services import rules as virtual_services
 from nodes import agent
+from nodes.agent.formats import UnsafeMember, atomic_write, check_tar_member
 from wui import bounded
 from wui.text import clip, human_size, short
 
@@ -368,11 +369,17 @@ def _read_through(raw, limit):
 
 def _check_member(member, found):
     name = member.name
-    parts = name.split("/")
-    if name.startswith("/") or ".." in parts or member.issym() or member.islnk():
-        raise BackupError(f"The archive holds {short(name)}, a path outside itself: it is not a backup to trust")
-    if not member.isreg():
-        raise BackupError(f"The archive holds {short(name)}, which is not a regular file: a backup holds files only")
+    try:
+        check_tar_member(member, "backup")
+    except UnsafeMember as e:
+        if e.kind == "type":
+            raise BackupError(
+                f"The archive holds {short(name)}, which is not a regular file: a backup holds files only"
+            ) from None
+        if e.kind != "name":  # a name out of bounds is not one of ours: said below
+            raise BackupError(
+                f"The archive holds {short(name)}, a path outside itself: it is not a backup to trust"
+            ) from None
     if name not in MEMBER_LIMITS:
         raise BackupError(
             f"The archive holds {short(name)}: a backup holds only {HEADER} and {CONTENT} "
@@ -899,13 +906,7 @@ def backup_dir():
 def write_private(path, data):
     """Written whole and renamed into place, readable by this user only (it may hold password hashes)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, data, 0o600)
 
 
 def save_scheduled(now=None):

@@ -10,10 +10,7 @@ from django.db import transaction
 
 from cluster import events
 from cluster.models import Cluster, ConfigGeneration, Node, VirtualService
-
-
-def canonical(document):
-    return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+from nodes.agent.formats import canonical
 
 
 def render():

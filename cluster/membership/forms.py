@@ -1,14 +1,15 @@
 from django import forms
 
+from nodes.agent.formats import DRAIN_TIME, VIRTUAL_ID
 from wui.forms import ranged
 
 
 class VirtualIdForm(forms.Form):
-    virtual_id = ranged("Cluster Virtual ID", 1, 255)
+    virtual_id = ranged(VIRTUAL_ID)
 
 
 class DrainTimeForm(forms.Form):
-    drain_time = ranged("Node Drain Time", 1, 600)
+    drain_time = ranged(DRAIN_TIME)
 
 
 class AddNodeForm(forms.Form):

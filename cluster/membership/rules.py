@@ -23,7 +23,7 @@ from cluster.configuration import rules as config
 from cluster.membership.status import COLOURS, TITLES, Status, cluster_facts, node_status, takes_traffic, warm_up_left
 from cluster.models import Cluster, JoinRequest, Node, VirtualService
 from cluster.network import document as network
-from nodes.agent import HARDWARE_KEYS
+from nodes.agent.formats import HARDWARE_KEYS
 from wui import failpoints
 from wui.text import clip, short
 

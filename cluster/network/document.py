@@ -12,11 +12,11 @@ from collections import defaultdict
 from django import forms
 
 from cluster.models import Cluster, Interface, Node, NodeInterface
+from nodes.agent.formats import MTU
 from wui.text import short
 
 CHECKS_REQUIRED = "At least one interface must be used for cluster checks"
 MAX_ADDITIONAL = 64
-DEFAULT_MTU = 1500
 
 
 class Refused(Exception):
@@ -135,7 +135,7 @@ def _new_interface(index, facts, shared):
         use_for_cluster_updates=first,
         use_for_geo=first,
         # A loopback device reports 65536, which no Ethernet link takes.
-        mtu=mtu if isinstance(mtu, int) and 576 <= mtu <= 9216 else DEFAULT_MTU,
+        mtu=mtu if mtu in MTU else MTU.default,
     )
 
 

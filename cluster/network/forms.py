@@ -10,6 +10,7 @@ from django import forms
 
 from cluster.models import Interface
 from cluster.network.document import host, parse_address, parse_interface_address
+from nodes.agent.formats import MTU
 from wui.forms import ranged
 
 # --- forms -------------------------------------------------------------------
@@ -82,7 +83,7 @@ class LinkForm(InterfaceForm):
 
 
 class MtuForm(InterfaceForm):
-    mtu = ranged("MTU", 576, 9216)
+    mtu = ranged(MTU)
 
 
 class AddAddressForm(InterfaceForm):

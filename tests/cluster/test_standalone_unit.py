@@ -14,7 +14,7 @@ import pytest
 from playwright.sync_api import expect
 
 from firmware import patch
-from tests.harness import BASE_DIR
+from nodes.agent.build import AGENT_PAYLOAD, build_zipapp, version_of
 from tests.helpers import ADMIN_PASSWORD, SHARED, unit_state, wait_until
 
 pytestmark = pytest.mark.browser
@@ -52,9 +52,8 @@ def csrf_post(page, url, **body):
 
 def build_patch(path, version, key):
     payload = path.parent / f"payload-{version}"
-    (payload / "nodes").mkdir(parents=True)
-    agent = (BASE_DIR / "nodes" / "agent.py").read_text().replace('VERSION = "1.0.0"', f'VERSION = "{version}"')
-    (payload / "nodes" / "agent.py").write_text(agent)
+    (payload / "bin").mkdir(parents=True)
+    build_zipapp(payload / AGENT_PAYLOAD, version)
     patch.build(path, payload, version, key)
     return path
 
@@ -200,7 +199,7 @@ def test_a_standalone_unit_updates_its_own_software_and_runs_it_after_its_reboot
     wait_until(lambda: unit_state(unit, "version.json").get("version") == "1.1.0", 30)
     unit.settle()
     assert unit.agent("status")["version"] == "1.1.0"
-    assert 'VERSION = "1.1.0"' in (unit.home / "bin" / "flotilla-agent").read_text()
+    assert version_of(unit.home / "bin" / "flotilla-agent") == "1.1.0"
 
     log_in(page, unit.wui_url + "/update-software/")
     expect(page.get_by_text("Running version: 1.1.0.")).to_be_visible()

@@ -4,13 +4,16 @@ import hashlib
 import io
 import json
 import tarfile
+import zipfile
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cluster import ssh
 from firmware import patch
-from tests.harness import BASE_DIR
+from nodes.agent.build import AGENT_PAYLOAD, build_zipapp, version_of
+from nodes.agent.formats import SCHEMAS, VERSION
+from tests.harness import AGENT_PYTHON
 
 
 def target(unit):
@@ -19,9 +22,8 @@ def target(unit):
 
 def build_patch(tmp_path, version="1.1.0"):
     payload = tmp_path / "payload"
-    (payload / "nodes").mkdir(parents=True)
-    agent = (BASE_DIR / "nodes" / "agent.py").read_text().replace('VERSION = "1.0.0"', f'VERSION = "{version}"')
-    (payload / "nodes" / "agent.py").write_text(agent)
+    (payload / "bin").mkdir(parents=True)
+    build_zipapp(payload / AGENT_PAYLOAD, version)
     out = tmp_path / "update.patch"
     patch.build(out, payload, version, Ed25519PrivateKey.generate())
     return out
@@ -70,11 +72,11 @@ def test_a_payload_that_does_not_match_its_manifest_is_refused(units, tmp_path):
         for member in src:
             data = src.extractfile(member).read()
             if member.name.startswith("payload/"):
-                data = data.replace(b"VERSION", b"VERSIOX", 1)
+                data = data.replace(b"#!", b"#?", 1)  # one byte of the agent changed
             member.size = len(data)
             dst.addfile(member, io.BytesIO(data))
     digest = send(unit, forged)
-    with pytest.raises(ssh.CommandFailed, match="payload does not match the manifest: payload/nodes/agent.py"):
+    with pytest.raises(ssh.CommandFailed, match="payload does not match the manifest: payload/bin/flotilla-agent"):
         ssh.get_pool().call(target(unit), "firmware-install", f"{digest}.patch", digest)
     assert state(unit, "slots.json") == {}
     assert not (unit.home / "slots" / "b").exists()
@@ -90,4 +92,38 @@ def test_a_patch_with_a_path_outside_itself_is_refused(units, tmp_path):
     digest = send(unit, evil)
     with pytest.raises(ssh.CommandFailed, match="only plain files inside the patch are allowed"):
         ssh.get_pool().call(target(unit), "firmware-install", f"{digest}.patch", digest)
-    assert "evil" not in (unit.home / "bin" / "flotilla-agent").read_text()
+    assert b"evil" not in (unit.home / "bin" / "flotilla-agent").read_bytes()
+
+
+def test_a_unit_runs_the_one_file_agent(units, tmp_path):
+    """The harness installs what a patch carries: the zipapp, byte for byte, run over SSH as before."""
+    unit = units.node(1)
+    installed = unit.home / "bin" / "flotilla-agent"
+    built = build_zipapp(tmp_path / "flotilla-agent", interpreter=f"{AGENT_PYTHON} -IS")
+    assert zipfile.is_zipfile(installed)
+    assert installed.read_bytes() == built.read_bytes()
+    assert version_of(installed) == VERSION
+    assert ssh.get_pool().call(target(unit), "status") | {"time": 0} == {
+        "ok": True,
+        "time": 0,
+        "version": VERSION,
+        "mode": "standalone",
+        "accepting": True,
+        "active_connections": 0,
+        "booted_at": unit.agent("status")["booted_at"],
+        "generation": 0,
+        "schemas": list(SCHEMAS),
+    }
+
+
+def test_an_update_replaces_the_one_file_agent_at_the_reboot(units, tmp_path):
+    unit = units.node(3)
+    digest = send(unit, build_patch(tmp_path, "1.2.0"))
+    ssh.get_pool().call(target(unit), "firmware-install", f"{digest}.patch", digest)
+    assert version_of(unit.home / "slots" / "b" / "bin" / "flotilla-agent") == "1.2.0"
+    assert version_of(unit.home / "bin" / "flotilla-agent") == VERSION  # not before the reboot
+    unit.restart()
+    ssh.get_pool().close_all()
+    assert version_of(unit.home / "bin" / "flotilla-agent") == "1.2.0"
+    assert zipfile.is_zipfile(unit.home / "bin" / "flotilla-agent")
+    assert ssh.get_pool().call(target(unit), "status")["version"] == "1.2.0"

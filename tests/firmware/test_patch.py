@@ -18,6 +18,7 @@ from django.core.management.base import CommandError
 
 from firmware import patch
 from firmware.patch import PatchError
+from nodes.agent.build import build_zipapp, version_of
 
 CREATED = "2026-11-26T08:00:00+00:00"
 MAX_BYTES = 8 * 2**20
@@ -585,10 +586,11 @@ def test_build_firmware_packages_the_node_agent_with_the_version_stamped(tmp_pat
     public = run("--new-key", str(keyfile)).splitlines()[-1]
     assert "Built" in run("--version", "1.1.0", "--key", str(keyfile), "--out", str(out))
     manifest = verify(out, [public])
-    assert list(manifest.files) == ["payload/nodes/agent.py"]
+    assert list(manifest.files) == ["payload/bin/flotilla-agent"]
     (tmp_path / "slot").mkdir()
     patch.extract(out, tmp_path / "slot", manifest)
-    assert 'VERSION = "1.1.0"\n' in (tmp_path / "slot" / "nodes" / "agent.py").read_text()
+    assert version_of(tmp_path / "slot" / "bin" / "flotilla-agent") == "1.1.0"
+    assert stat.S_IMODE((tmp_path / "slot" / "bin" / "flotilla-agent").stat().st_mode) == 0o755
 
 
 def test_build_firmware_adds_the_agent_to_a_payload_without_one(tmp_path):
@@ -597,13 +599,15 @@ def test_build_firmware_adds_the_agent_to_a_payload_without_one(tmp_path):
     extra.mkdir()
     (extra / "notes.txt").write_text("hello\n")
     run("--version", "1.2.0", "--payload", str(extra), "--key", str(keyfile), "--out", str(out))
-    assert sorted(verify(out, [public]).files) == ["payload/nodes/agent.py", "payload/notes.txt"]
+    assert sorted(verify(out, [public]).files) == ["payload/bin/flotilla-agent", "payload/notes.txt"]
 
 
 def test_build_firmware_refuses_an_agent_of_another_version(tmp_path, payload):
     keyfile = tmp_path / "signing.pem"
     run("--new-key", str(keyfile))
-    with pytest.raises(CommandError, match=r'agent\.py says VERSION = "1\.1\.0" but --version is 1\.2\.0'):
+    (payload / "bin").mkdir()
+    build_zipapp(payload / "bin" / "flotilla-agent", "1.1.0")
+    with pytest.raises(CommandError, match=r'flotilla-agent says VERSION = "1\.1\.0" but --version is 1\.2\.0'):
         run("--version", "1.2.0", "--payload", str(payload), "--key", str(keyfile), "--out", str(tmp_path / "p"))
 
 

@@ -142,7 +142,7 @@ def test_a_rolling_reboot_halts_on_a_node_that_does_not_come_back_and_can_be_can
     settings.ROLLOUT_NODE_TIMEOUT = 4
     Cluster.objects.update(drain_time=1)
 
-    def broken(source):  # this build cannot answer a health check
+    def broken(module, source):  # this build cannot answer a health check
         return source.replace(
             "def status(now=None):\n", 'def status(now=None):\n    raise AgentError("this build is broken")\n', 1
         )
@@ -205,7 +205,7 @@ def test_a_worker_killed_mid_rollout_is_shown_interrupted_and_the_next_worker_fi
 def test_a_node_waits_for_the_update_before_it_takes_a_configuration_it_cannot_read(admin_client, four, key, tmp_path):
     """Mixed versions: a newer configuration schema goes only to the nodes whose software understands it."""
 
-    def schema_2(source):
+    def schema_2(module, source):
         return source.replace("SCHEMAS = (1,)", "SCHEMAS = (1, 2)", 1)
 
     install(admin_client, build(tmp_path, key, edit=schema_2))

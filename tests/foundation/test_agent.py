@@ -11,9 +11,17 @@ import sys
 import pytest
 
 from nodes import agent
-from tests.harness import BASE_DIR
+from nodes.agent.build import PACKAGE, build_zipapp, version_of
+from tests.harness import AGENT_PYTHON, BASE_DIR
 
-AGENT = str(BASE_DIR / "nodes" / "agent.py")
+AGENT = None  # the one-file agent, built once for this module
+
+
+@pytest.fixture(scope="module", autouse=True)
+def agent_file(tmp_path_factory):
+    global AGENT
+    AGENT = str(build_zipapp(tmp_path_factory.mktemp("agent") / "flotilla-agent"))
+    return AGENT
 
 
 def run_agent(tmp_path, *args):
@@ -52,15 +60,56 @@ def test_without_node_home_the_agent_refuses(tmp_path):
     assert "NODE_HOME" in json.loads(out.stdout)["error"]
 
 
-def test_the_agent_does_not_import_django(tmp_path):
+@pytest.mark.parametrize("where", ["zipapp", "source tree"])
+def test_the_agent_does_not_import_django(tmp_path, where):
+    """Every module of the package, from the one-file agent and from the source tree, without site-packages."""
+    modules = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem != "__main__")
+    assert {"formats", "state", "serve", "build"} <= set(modules)
     code = (
-        f"import runpy, sys; sys.argv = ['agent', 'facts']; "
-        f"runpy.run_path({AGENT!r}, run_name='not_main'); print('django' in sys.modules)"
+        "import importlib, json, sys\n"
+        "sys.path.insert(0, sys.argv[1])\n"
+        f"for m in {modules!r}: importlib.import_module('nodes.agent.' + m)\n"
+        "from nodes import agent\n"
+        "agent.facts()\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.partition('.')[0] in ('django', 'wui', 'cluster'))))"
     )
+    path = AGENT if where == "zipapp" else str(BASE_DIR)
     out = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, env={"NODE_HOME": str(tmp_path)}
+        [sys.executable, "-I", "-S", "-c", code, path],
+        capture_output=True,
+        text=True,
+        env={"NODE_HOME": str(tmp_path)},
     )
-    assert out.stdout.strip() == "False"
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == []
+
+
+def test_the_one_file_agent_is_a_reproducible_zipapp_with_its_version_stamped(tmp_path):
+    first = build_zipapp(tmp_path / "a", "1.2.0")
+    again = build_zipapp(tmp_path / "b", "1.2.0")
+    assert first.read_bytes() == again.read_bytes()
+    assert first.read_bytes().startswith(b"#!/usr/bin/python3 -IS\n")
+    assert first.stat().st_mode & 0o777 == 0o755
+    assert version_of(first) == "1.2.0" and version_of(AGENT) == agent.VERSION
+    # Run as a node runs it: its own interpreter, isolated, no site-packages.
+    env = {"NODE_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([AGENT_PYTHON, "-IS", str(first), "status"], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["version"] == "1.2.0"
+    out = subprocess.run([str(first), "status"], capture_output=True, text=True, env=env)  # by its "#!" line
+    assert json.loads(out.stdout)["version"] == "1.2.0"
+
+
+def test_the_package_runs_as_a_module_from_the_source_tree(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-S", "-m", "nodes.agent", "status"],
+        capture_output=True,
+        text=True,
+        cwd=BASE_DIR,
+        env={"NODE_HOME": str(tmp_path)},
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["mode"] == "standalone"
 
 
 def test_serve_answers_each_line_and_survives_bad_ones(tmp_path):
@@ -152,13 +201,14 @@ def test_wrong_codes_from_many_processes_at_once_are_counted_exactly(unit):
     """The count holds across processes (the node-local WUI may run several), not only threads."""
     offer = agent.offer_join()
     script = (
-        "import runpy, sys\n"
-        f"agent = runpy.run_path({AGENT!r}, run_name='agent')\n"
+        "import sys\n"
+        f"sys.path.insert(0, {AGENT!r})\n"
+        "from nodes import agent\n"
         "sys.stdin.readline()\n"  # all start together
         "for _ in range(3):\n"
         "    try:\n"
-        f"        agent['check_join_code']({wrong_code_for(offer)!r})\n"
-        "    except agent['AgentError'] as exc:\n"
+        f"        agent.check_join_code({wrong_code_for(offer)!r})\n"
+        "    except agent.AgentError as exc:\n"
         "        print(exc, flush=True)\n"
     )
     env = {"NODE_HOME": str(unit), "PATH": "/usr/bin:/bin"}

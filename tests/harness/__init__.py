@@ -5,6 +5,7 @@ benchmarks (bench/*.py) start their clusters with it; nothing a unit runs import
 """
 
 from tests.harness.local_cluster import (
+    AGENT_PYTHON,
     BASE_DIR,
     ROOT,
     SSH_PORT,
@@ -14,4 +15,4 @@ from tests.harness.local_cluster import (
     Node,
 )
 
-__all__ = ["BASE_DIR", "ROOT", "SSH_PORT", "WUI_PORT", "Cluster", "HarnessError", "Node"]
+__all__ = ["AGENT_PYTHON", "BASE_DIR", "ROOT", "SSH_PORT", "WUI_PORT", "Cluster", "HarnessError", "Node"]

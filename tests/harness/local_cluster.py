@@ -25,6 +25,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from nodes.agent.build import build_zipapp
+
 BASE_DIR = Path(__file__).resolve().parents[2]  # tests/harness/local_cluster.py
 ROOT = Path(os.environ.get("FLOTILLA_HARNESS_ROOT", "/var/lib/flotilla-harness"))
 SSH_PORT = 2222
@@ -203,11 +205,7 @@ class Node:
         _run("usermod", "-p", "*", "-d", str(self.home), self.user)
 
     def _install_agent(self):
-        target = self.home / "bin" / "flotilla-agent"
-        source = (BASE_DIR / "nodes" / "agent.py").read_text()
-        body = source.split("\n", 1)[1]
-        target.write_text(f"#!{AGENT_PYTHON} -IS\n{body}")
-        os.chmod(target, 0o755)
+        build_zipapp(self.home / "bin" / "flotilla-agent", interpreter=f"{AGENT_PYTHON} -IS")
 
     def _write_node_json(self):
         path = self.home / "node.json"

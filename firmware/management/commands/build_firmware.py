@@ -1,7 +1,6 @@
 """Build a signed firmware patch, or make the signing key (see firmware/FORMAT.md)."""
 
 import os
-import re
 import tempfile
 from pathlib import Path
 
@@ -15,10 +14,9 @@ from cryptography.hazmat.primitives.serialization import (
 from django.core.management.base import BaseCommand, CommandError
 
 from firmware import patch
-from nodes import agent
+from nodes.agent import build as agent_build
 
-AGENT = "nodes/agent.py"
-VERSION_LINE = re.compile(r'^VERSION = "([^"]*)"$', re.MULTILINE)
+AGENT = agent_build.AGENT_PAYLOAD
 
 
 class Command(BaseCommand):
@@ -90,19 +88,15 @@ def load_key(path):
 
 
 def stamped_agent(version, tmp):
-    """The node agent with VERSION set to the patch's, so that a node reports what it runs."""
-    source = Path(agent.__file__)
-    text, count = VERSION_LINE.subn(f'VERSION = "{version}"', source.read_text(), count=1)
-    if count != 1:
-        raise CommandError(f"{source} has no VERSION line to stamp")
-    path = tmp / "agent.py"
-    path.write_text(text)
-    path.chmod(source.stat().st_mode & 0o777)
-    return path
+    """The one-file node agent with VERSION set to the patch's, so that a node reports what it runs."""
+    try:
+        return agent_build.build_zipapp(tmp / "flotilla-agent", version)
+    except agent_build.BuildError as e:
+        raise CommandError(str(e)) from e
 
 
 def check_agent_version(path, version):
-    found = VERSION_LINE.search(path.read_text())
-    if not found or found.group(1) != version:
-        said = f'VERSION = "{found.group(1)}"' if found else "no VERSION"
+    found = agent_build.version_of(path)
+    if found != version:
+        said = f'VERSION = "{found}"' if found else "no VERSION"
         raise CommandError(f"{path} says {said} but --version is {version}: the nodes would report the wrong version")

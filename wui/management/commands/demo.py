@@ -62,8 +62,8 @@ class Command(BaseCommand):
         key = patch.new_private_key()
         out = settings.VAR_DIR / "flotilla-1.1.0.patch"
         with tempfile.TemporaryDirectory() as stamp, tempfile.TemporaryDirectory() as payload:
-            (Path(payload) / "nodes").mkdir()
-            shutil.copy(stamped_agent("1.1.0", Path(stamp)), Path(payload) / "nodes" / "agent.py")
+            (Path(payload) / "bin").mkdir()
+            shutil.copy(stamped_agent("1.1.0", Path(stamp)), Path(payload) / "bin" / "flotilla-agent")
             patch.build(out, Path(payload), "1.1.0", key)
         return patch.public_key_text(key), out
 
