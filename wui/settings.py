@@ -41,8 +41,8 @@ def _secret_key():
 SECRET_KEY = _secret_key()
 DEBUG = env.bool("DEBUG", default=False)
 
-# The local cluster lives on 127.0.10.0/24 (the demo), 127.0.11.0/24, 127.0.13.0/24 and 127.0.14.0/24 (test suites side by side)
-# and 127.0.12.0/24 (benches).
+# The local cluster lives on 127.0.10.0/24 (the demo), 127.0.11.0/24, 127.0.13.0/24 and 127.0.14.0/24
+# (test suites side by side) and 127.0.12.0/24 (benches).
 _LOCAL_CLUSTER_HOSTS = [f"127.0.{b}.{n}" for b in (10, 11, 12, 13, 14) for n in range(1, 255)]
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", *_LOCAL_CLUSTER_HOSTS])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
@@ -203,6 +203,10 @@ NODE_WUI_PORT = env.int("NODE_WUI_PORT", default=8000)
 
 # The seed: an enabled node comes into rotation only after it has been up this long.
 NODE_WARMUP_SECONDS = env.int("NODE_WARMUP_SECONDS", default=30)
+
+# Tests only: a file holding seconds to add to the control plane's clock (cluster/clock.py), so
+# that the test process and the worker move the time together. Never set in production.
+CLOCK_OFFSET_FILE = env("FLOTILLA_CLOCK_OFFSET_FILE", default=None)
 
 # A worker holds a join or a delete this long; after it, the health round hands it to another worker.
 TASK_LEASE_SECONDS = env.int("TASK_LEASE_SECONDS", default=60)

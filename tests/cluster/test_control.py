@@ -13,7 +13,8 @@ from django.utils import timezone
 
 from cluster import events, ssh
 from cluster.membership import rules as membership
-from cluster.membership.status import Status, cluster_facts, node_rows, node_status, warm_up_start
+from cluster.membership.rules import node_rows
+from cluster.membership.status import Status, cluster_facts, node_status, warm_up_start
 from cluster.models import Cluster, ConfigGeneration, Event, Node
 from tests.helpers import add, add_enabled, unit_state, wait_until, with_virtual_service
 

@@ -6,7 +6,8 @@ import pytest
 from django.test import override_settings
 from django.urls import reverse
 
-from cluster.membership.status import Status, node_rows
+from cluster.membership.rules import node_rows
+from cluster.membership.status import Status
 from cluster.models import Event, JoinRequest, Node
 from tests.helpers import add, unit_state, wait_until
 

@@ -11,7 +11,8 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from cluster.membership.status import Status, node_rows
+from cluster.membership.rules import node_rows
+from cluster.membership.status import Status
 from cluster.models import Cluster, JoinRequest, Node
 from tests.helpers import add, wait_until
 

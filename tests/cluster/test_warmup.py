@@ -16,7 +16,8 @@ from django.utils import timezone
 from cluster import events, ssh
 from cluster.membership import health
 from cluster.membership import rules as membership
-from cluster.membership.status import Status, answering, node_rows
+from cluster.membership.rules import node_rows
+from cluster.membership.status import Status, answering
 from cluster.models import Cluster, Event, Node, VirtualService
 from tests.helpers import add_all_enabled, wait_until, with_virtual_service
 
