@@ -3,6 +3,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
+from cluster import clock as control_clock
 from cluster import ssh
 from cluster.membership.status import Status, answering
 from nodes.agent.formats import DRAIN_TIME, MTU, VIRTUAL_ID
@@ -476,7 +477,7 @@ class Rollout(models.Model):
     @property
     def waiting_for(self):
         """For the page: the node the next Reboot waits for, if any."""
-        return self.out(timezone.now())
+        return self.out(control_clock.now())
 
 
 class RolloutNode(models.Model):

@@ -11,9 +11,8 @@ from dataclasses import replace
 
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
 
-from cluster import events, ssh
+from cluster import clock, events, ssh
 from cluster.models import Cluster, Rollout, RolloutNode
 from cluster.network.document import update_addresses
 from cluster.rollout import versions
@@ -48,7 +47,7 @@ def start(sha256, actor):
         )
     except patch.PatchError as exc:
         raise Refused(f"the kept software update no longer verifies: {exc}") from exc
-    now = timezone.now()
+    now = clock.now()
     with transaction.atomic():
         Cluster.objects.select_for_update().filter(pk=1).first()  # one start at a time
         if (active := Rollout.active()) is not None:
@@ -140,7 +139,7 @@ def _in_parallel(func, rows, tick=None):
 def _record_progress(rollout, sent):
     for pk, done in list(sent.items()):
         RolloutNode.objects.filter(pk=pk, sent__lt=done).update(sent=done)
-    Rollout.objects.filter(pk=rollout.pk).update(touched_at=timezone.now())
+    Rollout.objects.filter(pk=rollout.pk).update(touched_at=clock.now())
 
 
 def _mark(row, state, message, **extra):

@@ -32,6 +32,20 @@ os.environ[SESSION_MARK] = uuid.uuid4().hex
 _session_queues = []
 _started = {"harness": False}
 
+# The control plane's clock (cluster/clock.py) for this process and the worker: tests move it with
+# tests.helpers.advance(); every test starts with it where the real one is.
+CLOCK_FILE = settings.VAR_DIR / "test-clock-offset"
+settings.CLOCK_OFFSET_FILE = str(CLOCK_FILE)
+CLOCK_FILE.unlink(missing_ok=True)
+
+
+@pytest.fixture(autouse=True)
+def real_time():
+    """No test inherits another's clock: the offset is removed before and after each one."""
+    CLOCK_FILE.unlink(missing_ok=True)
+    yield
+    CLOCK_FILE.unlink(missing_ok=True)
+
 
 @pytest.fixture(scope="session")
 def harness():
@@ -119,7 +133,7 @@ def celery_worker(django_db_setup, django_db_blocker):
     url = os.environ["DATABASE_URL"].rsplit("/", 1)[0] + "/" + db_name + "?options=-c%20deadlock_timeout%3D100ms"
     queue = f"flotilla-test-{uuid.uuid4().hex[:8]}"
     _session_queues.append(queue)
-    env = {**os.environ, "DATABASE_URL": url, "CELERY_QUEUE": queue}
+    env = {**os.environ, "DATABASE_URL": url, "CELERY_QUEUE": queue, "FLOTILLA_CLOCK_OFFSET_FILE": str(CLOCK_FILE)}
     log_path = settings.VAR_DIR / "worker.log"
     log_path.unlink(missing_ok=True)
     argv = [sys.executable, "-m", "celery", "-A", "wui", "worker", "-P", "threads", "-c", "4", "-l", "warning"]

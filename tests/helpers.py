@@ -20,12 +20,14 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db.models import Max, Min
 from django.urls import reverse
 from django.utils import timezone
 from playwright.sync_api import expect
 
+from cluster import clock
 from cluster.backup import rules as backup
 from cluster.configuration import rules as config
 from cluster.membership.rules import node_rows
@@ -226,6 +228,59 @@ def health_rounds_completed(since, rounds=2, timeout=15):
 
         mark = wait_until(later, timeout, message=lambda: str(list(Node.objects.values("number", "checked_at"))))
     return mark
+
+
+# --- the clock ---------------------------------------------------------------------------------------
+
+
+def advance(seconds):
+    """Move the control plane's clock on by ``seconds``, for this process and the worker at once
+    (cluster/clock.py); returns the clock's time just after the move.
+
+    Every node's last answer then looks that much older, so until the next health round
+    records them they look Down: wait for it (move_clock) before looking at a status.
+    """
+    path = Path(settings.CLOCK_OFFSET_FILE)
+    offset = clock.offset().total_seconds() + seconds
+    new = path.with_name(path.name + ".new")
+    new.write_text(repr(offset))
+    new.replace(path)  # whole: the worker never reads half a number
+    moved = clock.now()
+    assert moved - timezone.now() >= timedelta(seconds=offset - 1), "the clock did not move"
+    return moved
+
+
+def move_clock(seconds):
+    """The clock moved on, and a health round that began after the move has checked every node.
+
+    A round reads the clock's offset once, when it begins: the one running at the move may still
+    record checks later than the moved time on the clock it began with. The round after it began
+    on the moved clock; two whole rounds after the moved time prove it ran (health_rounds_completed).
+    """
+    moved = advance(seconds)
+    health_rounds_completed(since=moved, rounds=2)
+    return moved
+
+
+def in_warm_up(rows):
+    """{node number: whole seconds of its warm-up left} for the nodes Starting on a warm-up that a
+    move of the clock can end: the first Virtual Service noted by a round (that round starts the
+    warm-up again), the node answering since its warm-up started."""
+    cluster, rows, has_vs = rows
+    if has_vs and cluster.services_since is None:
+        return {}
+    return {r["node"].number: r["warm_up_left"] for r in rows if r["status"] == Status.STARTING and r["warm_up_left"]}
+
+
+def past_warm_up(number, timeout=15):
+    """The clock moved just past node ``number``'s warm-up (once it is Starting on it), and a
+    health round has seen the move."""
+    left = wait_until(
+        lambda: in_warm_up(node_rows()).get(number),
+        timeout,
+        message=lambda: str([(r["node"].number, r["status"], r["warm_up_left"]) for r in node_rows()[1]]),
+    )
+    move_clock(left + 1)
 
 
 def with_virtual_service():
@@ -449,15 +504,19 @@ def build(tmp_path, key, version=NEW, edit=None):
     return path
 
 
-def all_up():
-    """Every node Up (the clock past the warm-up; a health round may write an older fact back once)."""
+def all_up(timeout=30):
+    """Every node Up: the clock moved past the warm-up of the nodes still in theirs (just past the
+    longest), and a health round has checked them on the moved clock."""
 
     def up():
-        warm_up_all()
-        _, rows, _ = node_rows()
-        return all(r["status"] in (Status.UP, Status.ADMIN) and healthy(r["node"]) for r in rows)
+        rows = node_rows()
+        if all(r["status"] in (Status.UP, Status.ADMIN) and healthy(r["node"]) for r in rows[1]):
+            return True
+        if warming := in_warm_up(rows):
+            move_clock(max(warming.values()) + 1)
+        return False
 
-    wait_until(up, 15, message=lambda: str([(r["node"].number, r["status"]) for r in node_rows()[1]]))
+    wait_until(up, timeout, message=lambda: str([(r["node"].number, r["status"]) for r in node_rows()[1]]))
 
 
 def start_rolling(client):
@@ -473,13 +532,7 @@ def start_rolling(client):
 
 
 def healthy(node):
-    return not node.failures and node.last_ok_at and timezone.now() - node.last_ok_at < timedelta(seconds=3)
-
-
-def warm_up_all():
-    """The clock moves on past the 30 s warm-up for every node healthy now (as test_control does)."""
-    past = timezone.now() - timedelta(seconds=31)
-    Node.objects.filter(healthy_since__gt=past).update(healthy_since=past)
+    return not node.failures and node.last_ok_at and clock.now() - node.last_ok_at < timedelta(seconds=3)
 
 
 def said(response):
@@ -519,14 +572,21 @@ def reboot(client, number):
 
 
 def roll(client, four, check=None, timeout=120):
-    """Let the rolling reboot run to its end, moving the clock past each node's warm-up."""
+    """Let the rolling reboot run to its end, moving the clock past each node's warm-up once: its
+    own timeouts count on the same clock, so it is moved on no further than a warm-up needs."""
     deadline = time.monotonic() + timeout
+    warmed = set()  # the warming steps the clock was moved for: (node, since when)
     while time.monotonic() < deadline:
         update = Rollout.objects.get()
         if update.state != Rollout.State.ROLLING:
             return update
-        if update.step == Rollout.Step.WARMING:
-            warm_up_all()
+        step = (update.current_id, update.step_at)
+        warming = update.step == Rollout.Step.WARMING and update.current_id and step not in warmed
+        # None while the node is not Starting on its warm-up yet (or takes no traffic: no warm-up to wait for).
+        left = warming and in_warm_up(node_rows()).get(update.current.number)
+        if left:
+            move_clock(left + 1)
+            warmed.add(step)
         if check:
             check()
         time.sleep(0.05)

@@ -204,6 +204,10 @@ NODE_WUI_PORT = env.int("NODE_WUI_PORT", default=8000)
 # The seed: an enabled node comes into rotation only after it has been up this long.
 NODE_WARMUP_SECONDS = env.int("NODE_WARMUP_SECONDS", default=30)
 
+# Tests only: a file holding seconds to add to the control plane's clock (cluster/clock.py), so
+# that the test process and the worker move the time together. Never set in production.
+CLOCK_OFFSET_FILE = env("FLOTILLA_CLOCK_OFFSET_FILE", default=None)
+
 # A worker holds a join or a delete this long; after it, the health round hands it to another worker.
 TASK_LEASE_SECONDS = env.int("TASK_LEASE_SECONDS", default=60)
 

@@ -53,9 +53,8 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, connection, transaction
-from django.utils import timezone
 
-from cluster import events
+from cluster import clock, events
 from cluster.configuration import rules as config
 from cluster.models import Cluster, Interface, Node, NodeInterface, RealServer, Rollout, VirtualService
 from cluster.network import document as network
@@ -831,7 +830,7 @@ def _apply_nodes(entries):
             Node.objects.filter(pk=node.pk).update(
                 address=f"0.{node.pk >> 16 & 255}.{node.pk >> 8 & 255}.{node.pk & 255}"
             )
-    now = timezone.now()
+    now = clock.now()  # a node enabled or disabled now: its warm-up or drain counts from here
     for number, entry in wanted.items():
         values = _fields(Node, entry, exclude=("facts",))
         node = existing.get(number)

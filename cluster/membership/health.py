@@ -12,9 +12,8 @@ from dataclasses import replace
 
 from celery import signals
 from django.db import connection, transaction
-from django.utils import timezone
 
-from cluster import events, ssh
+from cluster import clock, events, ssh
 from cluster.configuration import rules as config
 from cluster.membership import rules as membership
 from cluster.membership.status import Status, cluster_facts, cluster_summary, node_status, takes_traffic
@@ -29,7 +28,14 @@ _probes = ThreadPoolExecutor(max_workers=64, thread_name_prefix="health-probe")
 _running = threading.Lock()
 # When this control plane process started: every check it records is later, every check recorded
 # before it (by the process it replaces, before a reboot or an update) is earlier.
-STARTED_AT = timezone.now()
+STARTED_AT = clock.now()
+_STARTED_OFFSET = clock.offset()
+
+
+def started_at():
+    """STARTED_AT, on a clock moved back since (only the tests' clock is, between tests): the start
+    is never put in that clock's future, where every check would look older than it."""
+    return STARTED_AT - max(_STARTED_OFFSET - clock.offset(), clock.ZERO)
 
 
 @signals.worker_ready.connect
@@ -43,9 +49,10 @@ def announce_start(**kwargs):
 
 
 def _announce(cluster):
-    if cluster is not None and (cluster.checks_since is None or cluster.checks_since < STARTED_AT):
-        Cluster.objects.filter(pk=cluster.pk).update(checks_since=STARTED_AT)
-        cluster.checks_since = STARTED_AT
+    started = started_at()
+    if cluster is not None and (cluster.checks_since is None or cluster.checks_since < started):
+        Cluster.objects.filter(pk=cluster.pk).update(checks_since=started)
+        cluster.checks_since = started
 
 
 def check_all():
@@ -56,6 +63,9 @@ def check_all():
         cluster = Cluster.objects.filter(shared_address__isnull=False).first()
         if cluster is None:
             return False
+        # One clock for the whole round: the time moved on (a test's clock) half way through never
+        # makes this round's first answers look older than its last.
+        now = clock.reading()
         nodes = list(Node.objects.filter(removing=False))
         latest = config.latest_number()
         # Checks go over the interface marked "Use for Cluster checks" (Network Setup).
@@ -68,7 +78,7 @@ def check_all():
             for future in as_completed(futures, timeout=ROUND_DEADLINE):
                 waiting.discard(future)
                 node, report = futures[future], future.result()
-                record(node, report, timezone.now())
+                record(node, report, now())
                 if not isinstance(report, Exception) and report.get("generation", 0) < latest:
                     behind.append(node.pk)
         except TimeoutError:
@@ -77,18 +87,18 @@ def check_all():
         # round ends on time, so that the next one is not late for every other node.
         for future in waiting:
             node = futures[future]
-            record(node, ssh.CommandTimeout(node.target, f"no answer within {ROUND_DEADLINE:g} s"), timezone.now())
+            record(node, ssh.CommandTimeout(node.target, f"no answer within {ROUND_DEADLINE:g} s"), now())
         if behind:
             # The catch-up push runs on its own, never inside the round that found it.
             from cluster.tasks import push_config
 
             push_config.delay(behind)
-        now = timezone.now()
-        log_transitions(now)
+        moment = now()
+        log_transitions(moment)
         config.reconcile()
-        membership.resume_stale(now)
+        membership.resume_stale(moment)
         # A software update moves on from what this round saw (the rows, not this worker, hold its place).
-        rollout.advance(now)
+        rollout.advance(moment)
         return True
     finally:
         _running.release()

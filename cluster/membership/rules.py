@@ -17,7 +17,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from cluster import events, ssh
+from cluster import clock, events, ssh
 from cluster.configuration import push
 from cluster.configuration import rules as config
 from cluster.membership.status import COLOURS, TITLES, Status, cluster_facts, node_status, takes_traffic, warm_up_left
@@ -60,7 +60,7 @@ def create_cluster(shared_address, unit_facts, own_address, actor=None):
             raise Refused("HA mode is configured on this unit: clustering is unavailable")
         cluster.mode = Cluster.Mode.CLUSTERING
         cluster.shared_address = shared_address
-        cluster.created_at = timezone.now()
+        cluster.created_at = timezone.now()  # for display: not a rule about time
         cluster.save()
         node = Node.objects.create(
             number=1,
@@ -71,7 +71,7 @@ def create_cluster(shared_address, unit_facts, own_address, actor=None):
             facts=unit_facts,
             is_admin=True,
             enabled=True,
-            enabled_at=timezone.now(),
+            enabled_at=clock.now(),
         )
         if actor:
             events.operator_action(actor, f"Cluster created with shared address {shared_address}", node)
@@ -131,7 +131,7 @@ def _lease(now):
 
 def carry_out_join(join_id, now=None):
     """The worker's half of Add New Node, resumable from the request's step; the outcome is on the row."""
-    now = now or timezone.now()
+    now = now or clock.now()
     claimed = JoinRequest.objects.filter(_lease(now), pk=join_id, state=JoinRequest.State.PENDING)
     if not claimed.update(lease_until=now + lease()):
         return None  # done, refused, or another worker holds it
@@ -186,7 +186,7 @@ def _join(join):
 
 def _renew(join):
     """Each step renews the lease: a join as slow as its steps allow never looks abandoned."""
-    JoinRequest.objects.filter(pk=join.pk).update(lease_until=timezone.now() + lease())
+    JoinRequest.objects.filter(pk=join.pk).update(lease_until=clock.now() + lease())
 
 
 def _accept(join, cluster):
@@ -316,7 +316,7 @@ def enable(node_id, actor):
         node = _locked(node_id)
         if node.enabled:
             raise Refused(f"Node {node.number} is already enabled")
-        node.enabled, node.enabled_at, node.disabled_at = True, timezone.now(), None
+        node.enabled, node.enabled_at, node.disabled_at = True, clock.now(), None
         node.save(update_fields=["enabled", "enabled_at", "disabled_at"])
         Node.objects.filter(pk=node.pk, healthy_since__isnull=False).update(healthy_since=node.enabled_at)
         events.operator_action(actor, f"Node {node.number} enabled", node)
@@ -329,7 +329,7 @@ def disable(node_id, actor):
         node = _locked(node_id)
         if not node.enabled:
             raise Refused(f"Node {node.number} is already disabled")
-        node.enabled, node.disabled_at = False, timezone.now()
+        node.enabled, node.disabled_at = False, clock.now()
         node.save(update_fields=["enabled", "disabled_at"])
         events.operator_action(actor, f"Node {node.number} disabled (draining for {change.cluster.drain_time} s)", node)
         _after_commit_sync(node)
@@ -347,7 +347,7 @@ def request_delete(node_id, actor, now=None):
         node = _locked(node_id)
         if node.is_admin:
             raise Refused("The admin node holds the shared address and cannot be deleted")
-        status = node_status(node, now or timezone.now(), Cluster.get().drain_time, VirtualService.objects.exists())
+        status = node_status(node, now or clock.now(), Cluster.get().drain_time, VirtualService.objects.exists())
         if status != Status.DISABLED or node.enabled:
             raise Refused(
                 f"Node {node.number} is {status.label}: only a Disabled node can be deleted "
@@ -364,7 +364,7 @@ def request_delete(node_id, actor, now=None):
 
 def carry_out_delete(node_id, now=None):
     """The worker's half of Delete; a worker that dies half way leaves it to the next one."""
-    now = now or timezone.now()
+    now = now or clock.now()
     claimed = Node.objects.filter(pk=node_id, removing=True).filter(
         Q(removing_until__isnull=True) | Q(removing_until__lt=now)
     )
@@ -389,7 +389,7 @@ def _delete(node):
             )
             return
         failpoints.reached("delete.before_leave")
-        Node.objects.filter(pk=node.pk).update(removing_until=timezone.now() + lease())
+        Node.objects.filter(pk=node.pk).update(removing_until=clock.now() + lease())
         pool.call(node.target, "leave-cluster")
         failpoints.reached("delete.after_leave")
         pool.call(node.target, "reboot")
@@ -460,7 +460,7 @@ def set_parameter(field, value, actor):
 
 def node_rows(now=None):
     """Every node with its status as Cluster Control shows it: the one place a row's status is derived."""
-    now = now or timezone.now()
+    now = now or clock.now()
     cluster = Cluster.get()
     has_vs = VirtualService.objects.exists()
     facts = cluster_facts(cluster, has_vs, now)

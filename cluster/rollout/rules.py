@@ -12,9 +12,8 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import transaction
 from django.dispatch import Signal
-from django.utils import timezone
 
-from cluster import events, ssh
+from cluster import clock, events, ssh
 from cluster.configuration import push
 from cluster.configuration import rules as config
 from cluster.membership import rules as membership
@@ -84,7 +83,7 @@ def reboot(node_pk, actor, now=None):
         # The check and the mark under one lock: two operators clicking at once are taken one after the
         # other, and the second sees the node the first one took out.
         rollout = Rollout.objects.select_for_update().filter(state__in=Rollout.ACTIVE).first()
-        now = now or timezone.now()  # read once the lock is held: the other operator's mark is in by then
+        now = now or clock.now()  # read once the lock is held: the other operator's mark is in by then
         node = _reboot_checked(node_pk, rollout, now)
         RolloutNode.objects.update_or_create(
             rollout=rollout,
@@ -124,7 +123,7 @@ def _reboot_checked(node_pk, rollout, now):
 
 
 def start_rolling(actor):
-    now = timezone.now()
+    now = clock.now()
     with transaction.atomic():
         rollout = (
             Rollout.objects.select_for_update().filter(kind=Rollout.Kind.UPDATE, state__in=Rollout.ROLLABLE).first()
@@ -138,7 +137,7 @@ def start_rolling(actor):
 
 
 def resume(actor):
-    now = timezone.now()
+    now = clock.now()
     with transaction.atomic():
         rollout = Rollout.objects.select_for_update().filter(state__in=Rollout.RESUMABLE).first()
         if rollout is None:
@@ -326,7 +325,7 @@ def _halt(rollout, node, why):
 
 def start_restore_reboots(user):
     """Called inside a restore's transaction: the restore and its reboots commit together or not at all."""
-    now = timezone.now()
+    now = clock.now()
     for earlier in Rollout.objects.select_for_update().filter(kind=Rollout.Kind.RESTORE, state__in=Rollout.ACTIVE):
         _move(earlier, state=Rollout.State.DONE, step=Rollout.Step.NONE, message="Superseded by a later restore.")
     Node.objects.exclude(maintenance_since=None).update(maintenance_since=None)
@@ -354,7 +353,7 @@ def panel():
     rollout = Rollout.objects.first()
     if rollout is None:
         return {}
-    now = timezone.now()
+    now = clock.now()
     update = rollout.kind == Rollout.Kind.UPDATE
     quiet = rollout.state == Rollout.State.ROLLING and rollout.touched_at and now - rollout.touched_at > QUIET_AFTER
     return {

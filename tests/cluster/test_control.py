@@ -16,7 +16,7 @@ from cluster.membership import rules as membership
 from cluster.membership.rules import node_rows
 from cluster.membership.status import Status, cluster_facts, node_status, warm_up_start
 from cluster.models import Cluster, ConfigGeneration, Event, Node
-from tests.helpers import add, add_enabled, unit_state, wait_until, with_virtual_service
+from tests.helpers import SHARED, add, add_enabled, unit_state, wait_until, with_virtual_service
 
 pytestmark = pytest.mark.usefixtures("cluster_on_node1")
 
@@ -150,9 +150,7 @@ def test_cluster_parameters_propagate_to_every_node(admin_client, units):
         return unit_state(unit, "config.json").get("config", {}).get("cluster", {})
 
     for unit in (units.node(1), units.node(2)):
-        wait_until(
-            lambda u=unit: applied(u) == {"shared_address": "127.0.11.90", "virtual_id": 7, "drain_time": 20}, 15
-        )
+        wait_until(lambda u=unit: applied(u) == {"shared_address": SHARED, "virtual_id": 7, "drain_time": 20}, 15)
     assert Event.objects.filter(message__startswith="Node Drain Time changed from 10 to 20 by admin").exists()
 
 

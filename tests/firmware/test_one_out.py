@@ -11,6 +11,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from cluster import clock as control_clock
 from cluster.membership.rules import node_rows
 from cluster.membership.status import Status, answering
 from cluster.models import Cluster, Event, Node, Rollout, RolloutNode, VirtualService
@@ -19,7 +20,9 @@ from tests.helpers import (
     add_all_enabled,
     all_up,
     build,
+    in_warm_up,
     install,
+    past_warm_up,
     reboot,
     reboot_order,
     roll,
@@ -28,7 +31,6 @@ from tests.helpers import (
     unit_state,
     version_of,
     wait_until,
-    warm_up_all,
     with_virtual_service,
 )
 
@@ -43,7 +45,7 @@ def status_of(number):
 
 def serving_count():
     """Nodes taking traffic now: the admin node while it answers, the others while Up."""
-    now = timezone.now()
+    now = control_clock.now()
     rows = node_rows(now)[1]
     return sum(
         1 for r in rows if r["status"] == Status.UP or (r["status"] == Status.ADMIN and answering(r["node"], now))
@@ -105,7 +107,7 @@ def test_a_three_node_cluster_never_drops_to_one_serving_node(admin_client, thre
     )
     assert reboot_order_of_operators() == [2]
 
-    warm_up_all()
+    past_warm_up(2)
     wait_until(lambda: serving() and marked(2) is None, 15)  # Up again: its mark goes
     assert "Node 3 is rebooting to run the new software" in reboot(admin_client, 3).content.decode()
     three.node(2).settle()
@@ -114,7 +116,7 @@ def test_a_three_node_cluster_never_drops_to_one_serving_node(admin_client, thre
     wait_until(lambda: serving() and version_of(3) == NEW and status_of(3) == Status.STARTING, 30)
     refused = reboot(admin_client, 1)
     assert re.search(r"Node 3 is Starting \(\d+ s left\)\. One node is out at a time: reboot Node 1", refusal(refused))
-    warm_up_all()
+    past_warm_up(3)
     wait_until(lambda: serving() and status_of(3) == Status.UP, 15)
     assert "Node 1 is rebooting to run the new software" in reboot(admin_client, 1).content.decode()
     wait_until(lambda: Rollout.objects.get().state == Rollout.State.DONE, 30)
@@ -171,14 +173,23 @@ def test_a_rolling_reboot_waits_for_a_node_that_is_out_before_it_takes_the_next(
     install(admin_client, build(tmp_path, key))
     assert settled_rollout().state == Rollout.State.INSTALLED
     start_rolling(admin_client)
-    wait_until(lambda: 2 in reboot_order(), 30, message=lambda: str(Rollout.objects.values().get()))
+
+    def node_2_warms_up():
+        update = Rollout.objects.get()
+        warming = update.current_id and update.current.number == 2 and update.step == Rollout.Step.WARMING
+        return warming and in_warm_up(node_rows()).get(2)
+
+    # Node 2 back on its new boot, Starting: the rolling reboot waits for it to be Up.
+    wait_until(node_2_warms_up, 60, message=lambda: str(Rollout.objects.values().get()))
     booted = Node.objects.get(number=4).booted_at
-    units.node(4).restart()  # an unplanned restart while node 2 is out: node 4 comes back Starting
+    # An unplanned restart while node 2 is out: node 4 is off when node 2's warm-up ends...
+    units.node(4).stop()
+    past_warm_up(2)
+    # ... and comes back Starting, on a warm-up of its own that began after node 2's ended.
+    units.node(4).start()
 
     def node_3_waits():
         update = Rollout.objects.get()
-        if update.current_id and update.current.number == 2 and update.step == Rollout.Step.WARMING:
-            warm_up(2)
         return "Node 3 waits: Node 4 is Starting (" in update.message and update
 
     wait_until(lambda: Node.objects.get(number=4).booted_at != booted, 15)
@@ -189,18 +200,13 @@ def test_a_rolling_reboot_waits_for_a_node_that_is_out_before_it_takes_the_next(
     page = admin_client.get(reverse("cluster_control")).content.decode()
     assert "Node 3 waits: Node 4 is Starting (" in page
 
-    warm_up_all()
+    past_warm_up(4)
     update = roll(admin_client, units)
     assert update.state == Rollout.State.DONE, update.message
     # Node 4's own restart activated the version it had installed: nothing left to reboot it for.
     assert reboot_order() == [2, 3, 1]
     assert all(n.version == NEW for n in Node.objects.all())
     assert not RolloutNode.objects.exclude(reboot_requested_at=None).exists()
-
-
-def warm_up(number):
-    past = timezone.now() - timedelta(seconds=31)
-    Node.objects.filter(number=number, healthy_since__gt=past).update(healthy_since=past)
 
 
 # --- the rule, with a clock -----------------------------------------------------------------------
