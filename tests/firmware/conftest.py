@@ -1,5 +1,7 @@
 import pytest
 
+from cluster.configuration import rules as config
+from cluster.models import Node
 from firmware import patch
 from tests.helpers import add_all_enabled, all_up, unit_state, wait_until, with_virtual_service
 
@@ -21,4 +23,11 @@ def four(cluster_on_node1, admin_client):
     for n in (2, 3, 4):
         wait_until(lambda n=n: unit_state(units.node(n), "traffic.json").get("accepting") is True, 15)
     all_up()
+    # A software update starts only on a cluster in sync: the last Enable's generation has reached every node.
+    newest = config.latest_number()
+    wait_until(
+        lambda: not Node.objects.filter(applied_generation__lt=newest).exists(),
+        15,
+        message=lambda: str(list(Node.objects.values_list("number", "applied_generation", "config_error"))),
+    )
     return units

@@ -1,5 +1,6 @@
 """The SSH module against real sshd nodes of the local cluster."""
 
+import re
 import socket
 import threading
 import time
@@ -54,7 +55,7 @@ def test_a_key_the_node_does_not_know_fails_authentication(harness, tmp_path):
 
 def test_a_node_with_nothing_listening_is_reported_unreachable(harness, pool):
     target = ssh.Target("node 9", f"{harness.prefix}.209", 2222, "nobody", harness.node(1).host_key_line)
-    with pytest.raises(ssh.Unreachable, match=r"node 9 \(127\.0\.11\.209:2222\): unreachable"):
+    with pytest.raises(ssh.Unreachable, match=rf"node 9 \({re.escape(target.address)}:2222\): unreachable"):
         pool.run(target, "facts")
 
 

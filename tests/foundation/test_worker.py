@@ -16,9 +16,9 @@ from tests.helpers import Worker, wait_until
 @pytest.mark.django_db(transaction=True)
 def test_the_worker_tells_a_node_over_ssh_and_records_its_answer(harness, celery_worker, member_rows):
     node = member_rows[1]
-    Node.objects.filter(pk=node.pk).update(accepting=False, active_connections=-1)
+    Node.objects.filter(pk=node.pk).update(accepting=False)
     sync_node.delay(node.pk)
-    row = wait_until(lambda: Node.objects.filter(pk=node.pk, accepting=True, active_connections__gte=0).first())
+    row = wait_until(lambda: Node.objects.filter(pk=node.pk, accepting=True).first())
     assert harness.node(2).agent("status")["accepting"] is True
     assert row.last_error == ""
 
