@@ -1,15 +1,6 @@
 """How an operator's bad value is quoted back: never whole, never more than a line."""
 
-SHORT = 40
-
-
-def short(value, limit=SHORT):
-    """A short, printable prefix of a refused value, quoted, for a refusal message."""
-    text = str(value)
-    clipped = text[:limit]
-    printable = "".join(c if c.isprintable() else "?" for c in clipped)
-    more = f"... ({len(text)} characters)" if len(text) > limit else ""
-    return repr(printable) + more
+from nodes.agent.formats import short  # noqa: F401  (one quoting rule for the agent and the WUI)
 
 
 def clip(message, limit=2000):

@@ -87,11 +87,12 @@ class UnsafeMember(ValueError):
     """
 
     def __init__(self, name, problem, kind):
-        super().__init__(f"member {_short(name)} {problem}")
+        super().__init__(f"member {short(name)} {problem}")
         self.name, self.kind = name, kind
 
 
-def _short(value, limit=40):
+def short(value, limit=40):
+    """A short, printable prefix of a refused value, quoted, for a refusal message (the WUI quotes the same way)."""
     text = str(value)
     printable = "".join(c if c.isprintable() else "?" for c in text[:limit])
     return repr(printable) + (f"... ({len(text)} characters)" if len(text) > limit else "")

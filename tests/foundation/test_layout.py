@@ -23,7 +23,7 @@ WUI_HELPERS = {
     "wui.celery",
 }
 WUI_HELPERS |= {"wui.middleware", "wui.views"}
-LAYERS = ["wui helpers", "nodes.agent", "cluster", "firmware", "nodes", "wui"]
+LAYERS = ["nodes.agent", "wui helpers", "cluster", "firmware", "nodes", "wui"]
 
 
 def layer(module):
