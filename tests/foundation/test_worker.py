@@ -16,7 +16,8 @@ from tests.helpers import Worker, wait_until
 @pytest.mark.django_db(transaction=True)
 def test_the_worker_tells_a_node_over_ssh_and_records_its_answer(harness, celery_worker, member_rows):
     node = member_rows[1]
-    Node.objects.filter(pk=node.pk).update(accepting=False)
+    # Enabled in the database, not yet on the node: the worker tells the node, and records what it answers.
+    Node.objects.filter(pk=node.pk).update(enabled=True, accepting=False)
     sync_node.delay(node.pk)
     row = wait_until(lambda: Node.objects.filter(pk=node.pk, accepting=True).first())
     assert harness.node(2).agent("status")["accepting"] is True
