@@ -85,6 +85,15 @@ def _group_members(group):
     return members
 
 
+def _all_at_once(func, items):
+    """func(item) for every item, in threads of their own (plain threads: this also runs at exit)."""
+    threads = [threading.Thread(target=func, args=(item,)) for item in items]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
 def stop_pidfile(pidfile, timeout=5.0):
     """Stop a daemon and everything in its process group (a WUI's workers, a worker's scheduler)."""
     pidfile = Path(pidfile)
@@ -303,7 +312,7 @@ class Node:
 
     def _gunicorn(self, address, name, env):
         argv = [self.cluster.python, "-m", "gunicorn", "wui.wsgi", "--daemon", "--bind", f"{address}:{WUI_PORT}"]
-        argv += ["--workers", "1", "--threads", "8", "--pid", str(self.run / f"{name}.pid")]
+        argv += ["--workers", "1", "--threads", "8", "--graceful-timeout", "2", "--pid", str(self.run / f"{name}.pid")]
         argv += ["--error-logfile", str(self.run / f"{name}.log"), "--chdir", str(BASE_DIR), "--no-control-socket"]
         subprocess.run(argv, env=env, check=True, cwd=BASE_DIR)
 
@@ -331,8 +340,8 @@ class Node:
             pass
 
     def _stop(self):
-        for name in ("worker", "shared", "wui", "sshd"):
-            stop_pidfile(self.run / f"{name}.pid")
+        # All at once, as a power-off: a unit stops in the time of its slowest daemon, not their sum.
+        _all_at_once(stop_pidfile, [self.run / f"{name}.pid" for name in ("worker", "shared", "wui", "sshd")])
         # Per-connection sshd children outlive the listener: end the node user's
         # processes so that open sessions drop, as they would on a real reboot.
         subprocess.run(["pkill", "-KILL", "-u", self.user], capture_output=True)
@@ -560,11 +569,14 @@ class Cluster:
             t.join()
 
     def stop_nodes(self):
-        for node in self.nodes:
-            node.stop()
+        # In parallel: Ctrl-C on the demo (or the end of a test session) takes seconds, and nothing is
+        # left running because whoever waits for it gave up first.
+        _all_at_once(lambda node: node.stop(), self.nodes)
 
     def stop(self):
         """Stop every process this cluster started: a reboot under way does not bring its node back."""
+        if self in _clusters:
+            _clusters.remove(self)  # stopped once: the exit handler has nothing left to do
         self.stopped = True
         if getattr(self, "_stop_supervising", None):
             self._stop_supervising.set()
