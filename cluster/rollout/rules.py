@@ -237,11 +237,13 @@ def _finish(rollout):
     else:
         message = f"Every node runs version {rollout.version}."
         line = f"Software update complete: every node runs version {rollout.version}"
-    if Rollout.objects.filter(pk=rollout.pk, state=rollout.state).update(
-        state=Rollout.State.DONE, step=Rollout.Step.NONE, message=message
-    ):
-        Node.objects.exclude(maintenance_since=None).update(maintenance_since=None)
-        events.record(line)
+    # One transaction: whoever sees the update done also sees its log line.
+    with transaction.atomic():
+        if Rollout.objects.filter(pk=rollout.pk, state=rollout.state).update(
+            state=Rollout.State.DONE, step=Rollout.Step.NONE, message=message
+        ):
+            Node.objects.exclude(maintenance_since=None).update(maintenance_since=None)
+            events.record(line)
 
 
 def next_node(rollout, nodes):
