@@ -107,7 +107,8 @@ class RealServers:
 
     def __init__(self, prefix, count=3, port=8080, root=None):
         self.prefix, self.port = prefix, port
-        self.root = Path(root) if root else ROOT / prefix / "real-servers"
+        # Not under the cluster's ROOT / prefix: a fresh cluster removes that, pid files of running servers too.
+        self.root = Path(root) if root else ROOT / "real-servers" / prefix
         self.servers = [(f"rs{i + 1}", f"{prefix}.{self.FIRST_OCTET + i}", port) for i in range(count)]
         self._children = []
 
