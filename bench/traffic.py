@@ -165,9 +165,12 @@ class Loop:
         return result
 
     def last_start_via(self, node, since):
-        """Seconds from since to the start of the last successful request that node carried (0 if none)."""
+        """Seconds from since to the start of the last successful request that node carried (0 if none),
+        and whether it still carried requests in the window's last second: then the figure is only the window."""
         starts = [s[0] for s in self.samples if s[2] == node and not s[3] and s[0] >= since]
-        return round(max(starts) - since, 3) if starts else 0.0
+        if not starts:
+            return 0.0, False
+        return round(max(starts) - since, 3), max(starts) > max(s[0] for s in self.samples) - 1
 
 
 # --- one plain HAProxy ---------------------------------------------------------------------------
@@ -369,7 +372,8 @@ def drain(wui):
     for thread in slow_threads:
         thread.join()
     result = loop.summary(since=disabled)
-    result["no_new_connections_after_s"] = loop.last_start_via(victim, disabled)
+    after, still = loop.last_start_via(victim, disabled)
+    result["no_new_connections_after_s"], result["still_taking_at_end"] = after, still
     result["requests_via_node_after_disable"] = sum(1 for s in loop.samples if s[2] == victim and s[0] > disabled)
     result["page_draining_after_s"] = draining_shown
     result["held_requests"] = len(held)
@@ -393,7 +397,7 @@ def kill(cluster, wui):
         stopper.join()
         time.sleep(max(0.0, killed + 10 - time.monotonic()))
     result = loop.summary(since=killed)
-    result["last_via_node_s"] = loop.last_start_via(victim.n, killed)
+    result["last_via_node_s"], result["still_taking_at_end"] = loop.last_start_via(victim.n, killed)
     result["page_down_after_s"] = down_shown
     result["stop_s"] = round(stopped[0] - killed, 3)
     victim.start()
