@@ -454,9 +454,10 @@ class Node:
     def untouched(self):
         if self.fresh_state is None or self.rebooting.is_set() or not self.running():
             return False
-        if subprocess.run(["pgrep", "-u", self.user], capture_output=True).returncode == 0:
-            return False  # a session is still open on it
         files, daemons = self.state()
+        found = subprocess.run(["pgrep", "-u", self.user], capture_output=True, text=True).stdout.split()
+        if set(map(int, found)) - {pid for name, pid in daemons if name == "haproxy"}:
+            return False  # a session is still open on it (HAProxy runs as the node's user too)
         return (files, daemons) == self.fresh_state and all(_pid_alive(pid) for _, pid in daemons)
 
     def _factory_reset(self):
