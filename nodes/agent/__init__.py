@@ -15,9 +15,10 @@ state, so everything here is also a plain function. Modules, by capability:
 - ``state``: NODE_HOME, JSON state files, the state lock, the node's log;
 - ``machine``: facts (hardware, interfaces, host key);
 - ``configuration``: applying the configuration document;
+- ``dataplane``: HAProxy: rendering, checking, reloading, rotation through its runtime API;
 - ``firmware``: slots: stage, install, discard, activate at boot;
 - ``join``: the offer, the code, accept and abort, authorized keys, leaving;
-- ``unit``: status, traffic, boot, reboot, membership;
+- ``unit``: status, traffic, boot, reboot, membership, rotation;
 - ``serve``: the verbs, the JSON-lines loop, main;
 - ``build``: the one-file agent (a zipapp) installed on a node.
 
@@ -56,7 +57,7 @@ from nodes.agent.state import (
     state_lock,
     write_json,
 )
-from nodes.agent.unit import boot, log, reboot, set_accepting, set_membership, status, traffic
+from nodes.agent.unit import boot, log, reboot, rotation, set_accepting, set_membership, status, traffic
 
 __all__ = [
     "HARDWARE_KEYS",
@@ -95,6 +96,7 @@ __all__ = [
     "read_json",
     "read_log",
     "reboot",
+    "rotation",
     "running_version",
     "set_accepting",
     "set_membership",

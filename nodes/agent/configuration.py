@@ -4,8 +4,9 @@ import hashlib
 import json
 import os
 
+from nodes.agent import dataplane
 from nodes.agent.formats import DRAIN_TIME, MTU, SCHEMAS, VIRTUAL_ID, canonical
-from nodes.agent.state import AgentError, append_log, path, read_json, running_version, write_json
+from nodes.agent.state import AgentError, append_log, path, read_json, running_version, state_lock, write_json
 
 
 def new_configuration_source():
@@ -35,17 +36,21 @@ def apply_config(text):
     check_fields(body)
     if hashlib.sha256(canonical(body)).hexdigest() != digest:
         raise AgentError("checksum mismatch: the document was damaged in transit")
-    current = read_json("config.json", {})
-    if current and hashlib.sha256(canonical(current.get("config"))).hexdigest() != current.get("sha256"):
-        current = {}  # a damaged local copy is replaced, whatever its generation
-    if generation < current.get("generation", 0):
-        raise AgentError(f"generation {generation} is older than the applied {current['generation']}")
-    if generation == current.get("generation") and digest == current.get("sha256"):
-        return {"generation": generation, "changed": False}
-    if current:
-        write_json("config.prev.json", current)
-    write_json("config.json", envelope)
-    append_log("info", f"Applied configuration generation {generation}")
+    # One apply at a time: HAProxy is reloaded in the order the files are written.
+    with state_lock():
+        current = read_json("config.json", {})
+        if current and hashlib.sha256(canonical(current.get("config"))).hexdigest() != current.get("sha256"):
+            current = {}  # a damaged local copy is replaced, whatever its generation
+        if generation < current.get("generation", 0):
+            raise AgentError(f"generation {generation} is older than the applied {current['generation']}")
+        if generation == current.get("generation") and digest == current.get("sha256"):
+            return {"generation": generation, "changed": False}
+        # HAProxy first: a configuration it refuses is not applied at all, and the running one keeps serving.
+        dataplane.refresh(body, read_json("membership.json", {}).get("mode", "standalone"))
+        if current:
+            write_json("config.prev.json", current)
+        write_json("config.json", envelope)
+        append_log("info", f"Applied configuration generation {generation}")
     return {"generation": generation, "changed": True}
 
 

@@ -8,7 +8,7 @@ from nodes.agent.firmware import firmware_discard, firmware_install, firmware_st
 from nodes.agent.join import leave_cluster, offer_join
 from nodes.agent.machine import facts
 from nodes.agent.state import AgentError
-from nodes.agent.unit import boot, log, reboot, set_accepting, set_membership, status
+from nodes.agent.unit import boot, log, reboot, rotation, set_accepting, set_membership, status
 
 VERBS = {
     "facts": (facts, 0),
@@ -18,6 +18,7 @@ VERBS = {
     "accepting": (set_accepting, 1),
     "reboot": (reboot, 0),
     "membership": (set_membership, 2),
+    "rotation": (rotation, 1),
     "leave-cluster": (leave_cluster, 0),
     "apply-config": (apply_config, 1),
     "offer-join": (offer_join, 0),

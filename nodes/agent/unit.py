@@ -2,6 +2,7 @@
 
 import time
 
+from nodes.agent import dataplane
 from nodes.agent.firmware import activate_pending_slot
 from nodes.agent.formats import SCHEMAS
 from nodes.agent.join import membership
@@ -19,13 +20,17 @@ def status(now=None):
     config = read_json("config.json", {})
     mode = membership(now).get("mode", "standalone")
     flows = traffic(now)
+    served = dataplane.traffic_stats()
     return {
         "ok": True,
         "time": time.time() if now is None else now,
         "version": running_version(),
         "mode": mode,
         "accepting": flows.get("accepting", False),
-        "active_connections": flows.get("active_connections", 0),
+        "active_connections": served["connections"],
+        "connections": served["connections"],
+        "requests_per_second": served["requests_per_second"],
+        "dataplane": {"running": served["running"]},
         "booted_at": flows.get("booted_at", 0),
         "generation": config.get("generation", 0),
         "schemas": list(SCHEMAS),
@@ -38,6 +43,8 @@ def boot():
     standalone = membership().get("mode") == "standalone"
     write_json("traffic.json", {"accepting": standalone, "active_connections": 0, "booted_at": time.time()})
     append_log("info", f"Unit started (version {running_version()})")
+    with state_lock():
+        start_dataplane(membership().get("mode", "standalone"))
     return status()
 
 
@@ -65,7 +72,28 @@ def set_membership(mode, shared_address):
         raise AgentError("mode must be 'admin' or 'member'")
     with state_lock():
         write_json("membership.json", {"mode": mode, "shared_address": shared_address})
+        # The admin also spreads the Virtual Services' traffic over the nodes; a member does not.
+        start_dataplane(mode)
         return status()
+
+
+def start_dataplane(mode):
+    try:
+        dataplane.refresh(applied_document(), mode)
+    except AgentError as exc:
+        # The unit still comes up and keeps its membership: the control plane reaches it and pushes
+        # a configuration HAProxy takes; until then the reason is in the node's log.
+        append_log("error", f"Data plane not (re)started: {exc}")
+
+
+def applied_document():
+    return read_json("config.json", {}).get("config") or {}
+
+
+def rotation(text):
+    """Which nodes the admin's spreader sends new connections to: {"<node id>": "ready"|"drain"|"maint"}."""
+    with state_lock():
+        return dataplane.set_rotation(text, applied_document(), membership().get("mode", "standalone"))
 
 
 def log(message):

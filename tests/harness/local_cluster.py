@@ -33,6 +33,7 @@ SSH_PORT = 2222
 WUI_PORT = 8000
 SHARED_OCTET = 90
 SSHD = "/usr/sbin/sshd"
+HAPROXY = "/usr/sbin/haproxy"
 AGENT_PYTHON = "/usr/bin/python3"
 REBOOT_OFF_SECONDS = 1.5  # longer than the 1 s between health checks
 
@@ -120,6 +121,24 @@ def stop_pidfile(pidfile, timeout=5.0):
                 break
             time.sleep(0.02)
     pidfile.unlink(missing_ok=True)
+
+
+def stop_haproxy(pidfile, timeout=1.0):
+    """Power a unit's HAProxy off: SIGTERM to every pid in its file, SIGKILL to what is left shortly after."""
+    try:
+        pids = [int(word) for word in Path(pidfile).read_text().split()]
+    except (OSError, ValueError):
+        return
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while any(_pid_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            if _pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 def wait_for_port(address, port, timeout=15.0):
@@ -219,6 +238,9 @@ class Node:
     def _write_node_json(self):
         path = self.home / "node.json"
         if path.exists():
+            described = json.loads(path.read_text())
+            if described.get("haproxy") != str(self.cluster.haproxy):  # written before units ran HAProxy
+                path.write_text(json.dumps({**described, "haproxy": str(self.cluster.haproxy)}))
             return
         path.write_text(
             json.dumps(
@@ -228,6 +250,7 @@ class Node:
                     "host_key_file": str(self.etc / "ssh_host_ed25519_key.pub"),
                     "ssh_user": self.user,
                     "ssh_port": SSH_PORT,
+                    "haproxy": str(self.cluster.haproxy),
                 }
             )
         )
@@ -342,6 +365,7 @@ class Node:
     def _stop(self):
         # All at once, as a power-off: a unit stops in the time of its slowest daemon, not their sum.
         _all_at_once(stop_pidfile, [self.run / f"{name}.pid" for name in ("worker", "shared", "wui", "sshd")])
+        stop_haproxy(self.home / "haproxy" / "haproxy.pid")
         # Per-connection sshd children outlive the listener: end the node user's
         # processes so that open sessions drop, as they would on a real reboot.
         subprocess.run(["pkill", "-KILL", "-u", self.user], capture_output=True)
@@ -409,6 +433,8 @@ class Node:
                 path = os.path.join(directory, name)
                 if directory == str(self.run) and name.endswith(".log"):
                     continue  # appended by the daemons themselves
+                if directory == str(self.home / "haproxy") and name in ("stats.sock", "haproxy.pid"):
+                    continue  # HAProxy's own, replaced at every start: its pid is among the daemons
                 try:
                     st = os.lstat(path)
                 except FileNotFoundError:
@@ -421,14 +447,17 @@ class Node:
         for name in ("worker", "shared", "wui", "sshd"):
             with contextlib.suppress(OSError, ValueError):
                 daemons.append((name, int((self.run / f"{name}.pid").read_text())))
+        with contextlib.suppress(OSError, ValueError):
+            daemons += [("haproxy", int(pid)) for pid in (self.home / "haproxy" / "haproxy.pid").read_text().split()]
         return sorted(files), daemons
 
     def untouched(self):
         if self.fresh_state is None or self.rebooting.is_set() or not self.running():
             return False
-        if subprocess.run(["pgrep", "-u", self.user], capture_output=True).returncode == 0:
-            return False  # a session is still open on it
         files, daemons = self.state()
+        found = subprocess.run(["pgrep", "-u", self.user], capture_output=True, text=True).stdout.split()
+        if set(map(int, found)) - {pid for name, pid in daemons if name == "haproxy"}:
+            return False  # a session is still open on it (HAProxy runs as the node's user too)
         return (files, daemons) == self.fresh_state and all(_pid_alive(pid) for _, pid in daemons)
 
     def _factory_reset(self):
@@ -436,7 +465,7 @@ class Node:
         self.stop()
         for name in self.STATE_FILES:
             (self.home / name).unlink(missing_ok=True)
-        for directory in ("slots", "incoming"):
+        for directory in ("slots", "incoming", "haproxy"):
             shutil.rmtree(self.home / directory, ignore_errors=True)
         (self.root / "wui.sqlite3").unlink(missing_ok=True)
         shutil.rmtree(self.root / "var", ignore_errors=True)
@@ -479,6 +508,7 @@ class Cluster:
         self.shared_url = f"http://{self.shared_address}:{WUI_PORT}"
         self.nodes = [Node(self, n) for n in range(1, size + 1)]
         self.template_db = self.root / "node-wui-template.sqlite3"
+        self.haproxy = self.root / "haproxy"  # the units' data plane, allowed low ports and foreign addresses
         self.children = []
         self.stopped = False
 
@@ -511,6 +541,7 @@ class Cluster:
         self.root.mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, 0o755)
         _install_cleanup(self)
+        self._install_haproxy()
         if self.web:
             self._build_template_db()
         for node in self.nodes:
@@ -527,6 +558,13 @@ class Cluster:
                 node.fresh_state = node.state()  # as a factory reset leaves it
         self.supervise()
         return self
+
+    def _install_haproxy(self):
+        """A copy of HAProxy that a node's own user may run on ports below 1024 and on Virtual Service
+        addresses (IP_TRANSPARENT): file capabilities, so that nothing else on the machine gains them."""
+        shutil.copy(HAPROXY, self.haproxy)
+        os.chmod(self.haproxy, 0o755)
+        _run("setcap", "cap_net_bind_service,cap_net_admin=+ep", str(self.haproxy))
 
     def _build_template_db(self):
         env = {
@@ -594,9 +632,9 @@ class Cluster:
 
 
 def check_system():
-    missing = [p for p in (SSHD, AGENT_PYTHON, "/usr/bin/ssh-keygen") if not Path(p).exists()]
+    missing = [p for p in (SSHD, HAPROXY, AGENT_PYTHON, "/usr/bin/ssh-keygen") if not Path(p).exists()]
     if missing:
-        raise HarnessError(f"missing {', '.join(missing)}: install openssh-server and python3 (make deps)")
+        raise HarnessError(f"missing {', '.join(missing)}: install openssh-server, haproxy and python3 (make deps)")
     if os.geteuid() != 0:
         raise HarnessError("the local cluster needs root: it starts sshd and creates node users")
 
