@@ -20,6 +20,7 @@ class ClusterConfig(AppConfig):
                 "last_error",
                 "facts",
                 "active_connections",
+                "requests_per_second",
                 "version",
             ],
         )

@@ -14,10 +14,26 @@ from django.conf import settings
 from django.db import connection
 
 from cluster import ssh
+from cluster.configuration import rules as config
 from cluster.membership import rules as membership
-from cluster.models import Node
+from cluster.models import Node, RealServer
 from tests.harness import ROOT, Cluster
-from tests.helpers import ADMIN_PASSWORD, SHARED, TEST_PREFIX, Worker, cmdline, describe, proc_stat, running_pids
+from tests.harness.real_servers import RealServers
+from tests.helpers import (
+    ADMIN_PASSWORD,
+    SHARED,
+    TEST_PREFIX,
+    Worker,
+    add_all_enabled,
+    all_up,
+    cmdline,
+    describe,
+    proc_stat,
+    running_pids,
+    unit_state,
+    wait_until,
+    with_virtual_service,
+)
 from wui.celery import app, scheduler_lock_path
 
 # Fixtures that start real nodes: a test using one (directly or through another fixture) is
@@ -103,6 +119,51 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if NODE_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.nodes)
+
+
+@pytest.fixture
+def four(cluster_on_node1, admin_client):
+    """Node 1 the admin, nodes 2-4 enabled and Up, one Virtual Service."""
+    units = cluster_on_node1
+    with_virtual_service()
+    add_all_enabled(admin_client, [units.node(n) for n in (2, 3, 4)])
+    for n in (2, 3, 4):
+        wait_until(lambda n=n: unit_state(units.node(n), "traffic.json").get("accepting") is True, 15)
+    all_up()
+    # A software update starts only on a cluster in sync: the last Enable's generation has reached every node.
+    newest = config.latest_number()
+    wait_until(
+        lambda: not Node.objects.filter(applied_generation__lt=newest).exists(),
+        15,
+        message=lambda: str(list(Node.objects.values_list("number", "applied_generation", "config_error"))),
+    )
+    return units
+
+
+@pytest.fixture(scope="session")
+def real_servers(harness):
+    """Three real-server HTTP processes on PREFIX.201-203:8080, each answering with its name and
+    the address that connected (the node that carried the request)."""
+    servers = RealServers(TEST_PREFIX, root=harness.root / "real-servers")
+    servers.start()
+    yield servers
+    servers.stop()
+
+
+@pytest.fixture
+def serving(four, real_servers):
+    """``four`` with the real servers behind its Virtual Service, applied on every node."""
+    with config.change():
+        service = with_virtual_service()
+        for _, address, port in real_servers.servers:
+            RealServer.objects.get_or_create(virtual_service=service, address=address, port=port)
+    newest = config.latest_number()
+    wait_until(
+        lambda: not Node.objects.filter(applied_generation__lt=newest).exists(),
+        15,
+        message=lambda: str(list(Node.objects.values_list("number", "applied_generation", "config_error"))),
+    )
+    return four
 
 
 @pytest.fixture

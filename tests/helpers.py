@@ -17,6 +17,7 @@ import signal
 import subprocess
 import tarfile
 import time
+import urllib.request
 from datetime import timedelta
 from pathlib import Path
 
@@ -281,6 +282,12 @@ def past_warm_up(number, timeout=15):
         message=lambda: str([(r["node"].number, r["status"], r["warm_up_left"]) for r in node_rows()[1]]),
     )
     move_clock(left + 1)
+
+
+def fetch_service(path="/", address=None, port=80):
+    """One request to the Virtual Service on a new connection, as a browser opening the site would."""
+    with urllib.request.urlopen(f"http://{address or SHARED}:{port}{path}", timeout=5) as response:
+        return response.read().decode()
 
 
 def with_virtual_service():

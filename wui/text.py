@@ -11,3 +11,8 @@ def clip(message, limit=2000):
 
 def human_size(n):
     return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n} bytes"
+
+
+def plural(count, noun):
+    """'1 open connection', '3 open connections': counts in messages read as sentences."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"

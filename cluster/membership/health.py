@@ -6,9 +6,11 @@ back is told the operator's intent (take traffic or not), its membership and
 the newest configuration, without anyone clicking anything.
 """
 
+import json
 import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import replace
+from datetime import timedelta
 
 from celery import signals
 from django.db import connection, transaction
@@ -16,13 +18,21 @@ from django.db import connection, transaction
 from cluster import clock, events, ssh
 from cluster.configuration import rules as config
 from cluster.membership import rules as membership
-from cluster.membership.status import Status, cluster_facts, cluster_summary, node_status, takes_traffic
+from cluster.membership.status import (
+    Status,
+    cluster_facts,
+    cluster_summary,
+    node_status,
+    rotation,
+    takes_traffic,
+)
 from cluster.models import Cluster, Node, VirtualService
 from cluster.network.document import check_addresses
 from cluster.rollout import rules as rollout
 
 PROBE_TIMEOUT = 1.5
 ROUND_DEADLINE = 2.0  # a round records every node within this, answered or not
+RESEND_ROTATION = timedelta(seconds=5)  # a rebooted admin node learns the rotation again within this
 # Shared by the rounds, and not waited for: a probe stuck on a hung node finishes in the background.
 _probes = ThreadPoolExecutor(max_workers=64, thread_name_prefix="health-probe")
 _running = threading.Lock()
@@ -99,6 +109,8 @@ def check_all():
         membership.resume_stale(moment)
         # A software update moves on from what this round saw (the rows, not this worker, hold its place).
         rollout.advance(moment)
+        # After the rollout's move: a node it takes out drains from this round on, not the next.
+        spread(moment)
         return True
     finally:
         _running.release()
@@ -152,6 +164,7 @@ def record(node, report, now):
         node.down_reason = ""
         node.accepting = report["accepting"]
         node.active_connections = report["active_connections"]
+        node.requests_per_second = report.get("requests_per_second", 0)
         node.booted_at = report.get("booted_at", 0)
         node.version = report.get("version", node.version)
         node.schemas = report.get("schemas", node.schemas)
@@ -168,11 +181,40 @@ def record(node, report, now):
         last_ok_at=node.last_ok_at,
         accepting=node.accepting,
         active_connections=node.active_connections,
+        requests_per_second=node.requests_per_second,
         booted_at=node.booted_at,
         version=node.version,
         schemas=node.schemas,
         applied_generation=node.applied_generation,
     )
+
+
+_spread = {}  # what the admin node's spreader was last told, to whom and when
+
+
+def spread(now):
+    """Tell the admin node's traffic spreader which nodes take new connections (HAProxy's runtime
+    API on the admin node: no reload, open connections untouched). Sent when it changes, and again
+    every few seconds for an admin node that restarted and lost it."""
+    _, rows, _ = membership.node_rows(now)
+    admin = next((row["node"] for row in rows if row["node"].is_admin), None)
+    if admin is None:
+        return
+    told = _spread.get("rotation", {})
+    # A node with no news (Checking) keeps what it was last told; one never told takes nothing yet.
+    wanted = {
+        str(row["node"].number): rotation(row["node"], row["status"]) or told.get(str(row["node"].number), "maint")
+        for row in rows
+    }
+    to = (admin.pk, admin.booted_at)
+    if wanted == told and _spread.get("to") == to and now - _spread["at"] < RESEND_ROTATION:
+        return
+    try:
+        ssh.get_pool().call(admin.target, "rotation", json.dumps(wanted), timeout=PROBE_TIMEOUT, lane="health")
+    except ssh.NodeError:
+        _spread.clear()  # said again next round
+        return
+    _spread.update(rotation=wanted, to=to, at=now)
 
 
 def log_transitions(now):

@@ -20,12 +20,21 @@ from django.utils import timezone
 from cluster import clock, events, ssh
 from cluster.configuration import push
 from cluster.configuration import rules as config
-from cluster.membership.status import COLOURS, TITLES, Status, cluster_facts, node_status, takes_traffic, warm_up_left
+from cluster.membership.status import (
+    COLOURS,
+    TITLES,
+    Status,
+    cluster_facts,
+    drain_left,
+    node_status,
+    takes_traffic,
+    warm_up_left,
+)
 from cluster.models import Cluster, JoinRequest, Node, VirtualService
 from cluster.network import document as network
 from nodes.agent.formats import HARDWARE_KEYS
 from wui import failpoints
-from wui.text import clip, short
+from wui.text import clip, plural, short
 
 JOIN_CODE = re.compile(r"[A-Z2-7]{4}-[A-Z2-7]{4}")
 FINGERPRINT = re.compile(r"SHA256:[A-Za-z0-9+/]{43}=?")
@@ -353,6 +362,12 @@ def request_delete(node_id, actor, now=None):
                 f"Node {node.number} is {status.label}: only a Disabled node can be deleted "
                 "(Disable it and wait for the drain to finish)"
             )
+        if node.active_connections:
+            # The health round's last count; the worker asks the node itself again before it leaves.
+            raise Refused(
+                f"Node {node.number} still handles {plural(node.active_connections, 'open connection')}: "
+                "it can be deleted once they have closed"
+            )
         node.removing, node.removing_by, node.removing_from = True, actor.user, actor.address
         node.save(update_fields=["removing", "removing_by", "removing_from"])
         events.operator_action(actor, f"Node {node.number} delete requested", node)
@@ -384,7 +399,8 @@ def _delete(node):
                 removing=False, removing_until=None, active_connections=state["active_connections"]
             )
             events.warning(
-                f"Node {node.number} cannot be deleted: it still handles {state['active_connections']} connections",
+                f"Node {node.number} cannot be deleted: it still handles "
+                f"{plural(state['active_connections'], 'open connection')}",
                 node=node,
             )
             return
@@ -471,6 +487,7 @@ def node_rows(now=None):
     for node in nodes:
         status = Status.DISABLED if node.removing else node_status(node, now, cluster.drain_time, has_vs, **facts)
         left = warm_up_left(node, now, facts["services_since"]) if status == Status.STARTING else None
+        drain = drain_left(node, now, cluster.drain_time) if status == Status.DRAINING else None
         rows.append(
             {
                 "node": node,
@@ -479,6 +496,7 @@ def node_rows(now=None):
                 "title": TITLES.get(status, ""),
                 "deleting": node.removing,
                 "warm_up_left": left,
+                "drain_left": drain,
                 "interface_address": ports[node.pk] if ports[node.pk] != node.address else None,
             }
         )

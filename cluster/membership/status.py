@@ -36,6 +36,27 @@ def takes_traffic(node):
     return (node.enabled or node.is_admin) and not node.maintenance_since
 
 
+# What the admin node's traffic spreader does with a node in each status (HAProxy's server states,
+# set through its runtime API): Draining takes no new connections while its open ones go on;
+# Starting, Disabled and Down take none. Checking is absent: no news, so the last state stands.
+ROTATION = {
+    Status.ADMIN: "ready",
+    Status.UP: "ready",
+    Status.STARTING: "maint",
+    Status.DRAINING: "drain",
+    Status.DISABLED: "maint",
+    Status.DOWN: "maint",
+}
+
+
+def rotation(node, status):
+    """The spreader's state for one node. The admin node's row always reads Admin: it drains when
+    an operator disabled it or a rolling reboot takes it out."""
+    if status == Status.ADMIN and not (node.enabled and not node.maintenance_since):
+        return "drain"
+    return ROTATION.get(status)
+
+
 COLOURS = {
     Status.ADMIN: "blue",
     Status.STARTING: "green-red",
@@ -115,6 +136,15 @@ def warm_up_left(node, now, services_since=None):
         return None
     left = (start + warm_up() - now).total_seconds()
     return max(0, math.ceil(left))
+
+
+def drain_left(node, now, drain_time):
+    """Whole seconds of the Node Drain Time still to go (0 once it is over), counted from Disable or
+    from a rolling reboot taking the node out; None when it is not draining."""
+    start = node.disabled_at if not node.enabled else node.maintenance_since
+    if start is None:
+        return None
+    return max(0, math.ceil((start + timedelta(seconds=drain_time) - now).total_seconds()))
 
 
 def cluster_facts(cluster, has_virtual_services, now):

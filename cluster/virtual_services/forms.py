@@ -9,6 +9,7 @@ from django import forms
 
 from cluster.models import RealServer, VirtualService
 from cluster.network.document import is_host
+from nodes.agent.formats import CHECK_URL, CHECK_URL_TEXT
 from wui.forms import ranged
 
 # --- forms ---------------------------------------------------------------------
@@ -52,12 +53,9 @@ class VirtualServiceForm(forms.ModelForm):
     persistence_timeout = ranged("Persistence Timeout", 1, 604800)
     check_url = forms.RegexField(
         label="Health Check URL",
-        regex=r"^/[\x21-\x7e]*$",
+        regex=rf"^{CHECK_URL.pattern}$",
         max_length=255,
-        error_messages={
-            m: "Health Check URL: enter a path that starts with /, such as /health (no spaces)"
-            for m in ("invalid", "required", "max_length")
-        },
+        error_messages={m: f"Health Check URL: enter {CHECK_URL_TEXT}" for m in ("invalid", "required", "max_length")},
     )
     check_status = ranged("Expected HTTP Status", 100, 599)
     interface = forms.RegexField(

@@ -11,12 +11,12 @@ import csv
 import ipaddress
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
 import tempfile
 
+from nodes.agent.formats import CHECK_URL, CHECK_URL_TEXT
 from nodes.agent.state import AgentError, _node_owner, append_log, give_to_node_owner, path, read_json, write_file
 
 HAPROXY = "/usr/sbin/haproxy"
@@ -26,7 +26,6 @@ SCHEDULING = {"rr": "roundrobin", "wrr": "roundrobin", "lc": "leastconn", "wlc":
 WEIGHTED = ("wrr", "wlc")
 PERSISTENCE = ("none", "source_ip", "active_cookie")
 HAPROXY_MAX_WEIGHT = 256
-CHECK_URL = re.compile(r"/[\x21-\x7e]{0,254}")  # what the Virtual Service form accepts: no space, no control
 SPREAD_CHECK = "check check-send-proxy inter 300 fall 2 rise 2"  # a dead node leaves rotation within ~1 s
 TIMEOUT = 30  # seconds for haproxy -c or a start
 
@@ -130,7 +129,7 @@ def checked(vs):
     whole(vs.get("check_status", 200), 100, 599, where, "check_status")
     url = vs.get("check_url", "/")
     if not isinstance(url, str) or not CHECK_URL.fullmatch(url):
-        raise AgentError(f"{where}: check_url must be a path starting with /, without spaces or control characters")
+        raise AgentError(f"{where}: check_url must be {CHECK_URL_TEXT}")
     for rs in vs.get("real_servers", []):
         ipv4(rs.get("address"), where, "real server address")
         whole(rs.get("port"), 1, 65535, where, "real server port")

@@ -12,6 +12,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import tarfile
 import tempfile
 
@@ -46,6 +47,10 @@ class Range:
 VIRTUAL_ID = Range("Cluster Virtual ID", 1, 255, 1)
 DRAIN_TIME = Range("Node Drain Time", 1, 600, 10)  # seconds
 MTU = Range("MTU", 576, 9216, 1500)
+# A Virtual Service's Health Check URL: a path of printable ASCII without what HAProxy's file format
+# reads as syntax (quotes, backslash, # starts a comment) and no space or control character.
+CHECK_URL = re.compile(r"/[\x21\x24-\x26\x28-\x5b\x5d-\x7e]{0,254}")
+CHECK_URL_TEXT = "a path that starts with /, such as /health (no spaces, quotes, backslashes or #)"
 
 
 # --- canonical JSON and fingerprints -----------------------------------------------------------

@@ -85,20 +85,6 @@ def test_a_node_can_be_deleted_only_when_disabled_and_then_becomes_standalone(ad
         ssh.Pool(ssh.load_or_create_key(ssh_key_path())).call(node.target, "status")
 
 
-def test_a_node_with_open_connections_is_not_deleted(admin_client, units):
-    unit = units.node(2)
-    join = add(admin_client, unit)
-    node = Node.objects.get(address=join.address)
-    wait_until(lambda: unit_state(unit, "membership.json").get("mode") == "member", 15)
-    wait_until(lambda: unit.running() and unit_state(unit, "traffic.json").get("booted_at"), 15)
-    traffic = unit_state(unit, "traffic.json")
-    (unit.home / "traffic.json").write_text(__import__("json").dumps({**traffic, "active_connections": 7}))
-    admin_client.post(reverse("node_action", args=[node.pk, "delete"]))
-    message = "Node 2 cannot be deleted: it still handles 7 connections"
-    wait_until(lambda: Event.objects.filter(message=message).exists(), 15)
-    assert Node.objects.filter(pk=node.pk, removing=False).exists()
-
-
 def test_a_deleted_node_added_again_gets_the_whole_current_configuration(admin_client, units):
     unit = units.node(2)
     node = add_enabled(admin_client, unit)

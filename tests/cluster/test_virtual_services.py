@@ -323,6 +323,8 @@ def test_a_refused_change_to_a_real_server_keeps_the_input_in_its_row(admin_clie
         ({"check_status": ""}, "Expected HTTP Status: enter a whole number from 100 to 599"),
         ({"check_url": "health"}, "Health Check URL: enter a path that starts with /, such as /health"),
         ({"check_url": "/a b"}, "Health Check URL: enter a path that starts with /, such as /health"),
+        ({"check_url": '/a"b'}, "(no spaces, quotes, backslashes or #)"),
+        ({"check_url": "/a#b"}, "(no spaces, quotes, backslashes or #)"),
         ({"persistence_timeout": "0"}, "Persistence Timeout: enter a whole number from 1 to 604800"),
         ({"layer": "3"}, "Layer: choose Layer 7 or Layer 4"),
         ({"protocol": "sctp"}, "Protocol: choose TCP or UDP"),

@@ -10,7 +10,7 @@ from django.utils import timezone
 from cluster import ssh
 from cluster.configuration import rules as config
 from cluster.membership import rules as membership
-from cluster.models import Cluster, JoinRequest, Node, VirtualService
+from cluster.models import Cluster, JoinRequest, Node, RealServer, VirtualService
 from nodes import agent
 from nodes.local import own_address
 
@@ -23,8 +23,11 @@ class Command(BaseCommand):
         parser.add_argument("--join", nargs="*", default=[], metavar="ADDRESS=CODE")
         parser.add_argument("--enable", action="store_true", help="enable every joined node")
         parser.add_argument("--virtual-service", nargs=3, metavar=("NAME", "ADDRESS", "PORT"))
+        parser.add_argument(
+            "--real-server", action="append", default=[], metavar="ADDRESS:PORT", help="a real server of the service"
+        )
 
-    def handle(self, shared_address, join, enable, virtual_service, **options):
+    def handle(self, shared_address, join, enable, virtual_service, real_server, **options):
         facts = agent.facts()
         try:
             shared = membership.check_shared_address(shared_address, {own_address(facts)})
@@ -36,7 +39,10 @@ class Command(BaseCommand):
         agent.set_membership("admin", shared)
         if virtual_service:
             name, address, port = virtual_service
-            VirtualService.objects.create(name=name, address=address, port=int(port))
+            service = VirtualService.objects.create(name=name, address=address, port=int(port))
+            for item in real_server:
+                rs_address, _, rs_port = item.rpartition(":")
+                RealServer.objects.create(virtual_service=service, address=rs_address, port=int(rs_port))
         for item in join:
             address, _, code = item.partition("=")
             request = JoinRequest.objects.create(address=address, code=code)

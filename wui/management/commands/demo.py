@@ -16,6 +16,9 @@ from django.core.management.base import BaseCommand
 from firmware import patch
 from firmware.management.commands.build_firmware import stamped_agent
 from tests.harness import BASE_DIR, Cluster
+from tests.harness.real_servers import RealServers
+
+SERVICE_OCTET = 100  # the demo's Virtual Service address: PREFIX.100, port 80
 
 
 class Command(BaseCommand):
@@ -35,12 +38,14 @@ class Command(BaseCommand):
             fresh=True,
             wui_env={"FLOTILLA_ADMIN_PASSWORD": password, "FIRMWARE_TRUSTED_KEYS": trusted},
         )
+        servers = RealServers(cluster.prefix, root=cluster.root / "real-servers")
         self.stdout.write(f"Starting {nodes} units on {cluster.prefix}.1-{nodes} ...")
         cluster.start()
         signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
+            servers.start()
             if not bare:
-                self._create_cluster(cluster)
+                self._create_cluster(cluster, servers)
             for node in cluster.nodes:
                 self.stdout.write(f"Unit {node.n} local WUI: {node.wui_url}/")
             if bare:
@@ -48,6 +53,12 @@ class Command(BaseCommand):
             self.stdout.write(f"Shared WUI: {cluster.shared_url}/")
             self.stdout.write(f"Login: admin / {password}")
             self.stdout.write(f"A software update to try (Update Software): {sample}")
+            if not bare:
+                service = f"http://{cluster.prefix}.{SERVICE_OCTET}/"
+                self.stdout.write(
+                    f"Try the Virtual Service (each answer names its real server and node): curl {service}"
+                )
+                self.stdout.write(f"A steady load to watch on Cluster Control: while curl -s {service}; do :; done")
             self.stdout.write("Press Ctrl-C to stop everything.")
             self.stdout.flush()
             while True:
@@ -56,6 +67,7 @@ class Command(BaseCommand):
             self.stdout.write("Stopping ...")
         finally:
             cluster.stop()
+            servers.stop()
 
     def _sample_update(self):
         """A patch to version 1.1.0 signed by a key made for this demo, which its units trust."""
@@ -67,7 +79,7 @@ class Command(BaseCommand):
             patch.build(out, Path(payload), "1.1.0", key)
         return patch.public_key_text(key), out
 
-    def _create_cluster(self, cluster):
+    def _create_cluster(self, cluster, servers):
         """Node 1 creates the cluster; nodes 2.. offer to join and are added and enabled."""
         joins = [f"{node.address}={node.agent('offer-join')['code']}" for node in cluster.nodes[1:]]
         admin = cluster.node(1)
@@ -81,8 +93,9 @@ class Command(BaseCommand):
                 "--enable",
                 "--virtual-service",
                 "Demo web",
-                cluster.shared_address,
+                f"{cluster.prefix}.{SERVICE_OCTET}",
                 "80",
+                *(f"--real-server={address}:{port}" for _, address, port in servers.servers),
                 "--join",
                 *joins,
             ],
