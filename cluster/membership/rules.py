@@ -357,17 +357,16 @@ def request_delete(node_id, actor, now=None):
         if node.is_admin:
             raise Refused("The admin node holds the shared address and cannot be deleted")
         status = node_status(node, now or clock.now(), Cluster.get().drain_time, VirtualService.objects.exists())
+        # The open connections are the health round's last count; the worker asks the node itself
+        # again before it leaves.
+        handles = f"still handles {plural(node.active_connections, 'open connection')}"
         if status != Status.DISABLED or node.enabled:
             raise Refused(
-                f"Node {node.number} is {status.label}: only a Disabled node can be deleted "
-                "(Disable it and wait for the drain to finish)"
+                f"Node {node.number} is {status.label}{f' and {handles}' if node.active_connections else ''}: "
+                "only a Disabled node can be deleted (Disable it and wait for the drain to finish)"
             )
         if node.active_connections:
-            # The health round's last count; the worker asks the node itself again before it leaves.
-            raise Refused(
-                f"Node {node.number} still handles {plural(node.active_connections, 'open connection')}: "
-                "it can be deleted once they have closed"
-            )
+            raise Refused(f"Node {node.number} {handles}: it can be deleted once they have closed")
         node.removing, node.removing_by, node.removing_from = True, actor.user, actor.address
         node.save(update_fields=["removing", "removing_by", "removing_from"])
         events.operator_action(actor, f"Node {node.number} delete requested", node)

@@ -30,6 +30,9 @@ class KeptOpen:
     def __init__(self):
         self.conn = http.client.HTTPConnection(SHARED, 80, timeout=5)
 
+    def close(self):
+        self.conn.close()
+
     def get(self, path="/"):
         self.conn.request("GET", path)
         response = self.conn.getresponse()
@@ -60,11 +63,25 @@ def test_a_disabled_node_takes_no_new_connections_and_its_open_one_goes_on_until
 ):
     with config.change():
         Cluster.objects.update(drain_time=60)
-    client = KeptOpen()
-    node = node_with_address(carried_by(client.get()))
-    if node.is_admin:  # the admin node is not disabled the same way: take a member's connection
-        client = wait_until(lambda: (c := KeptOpen()) and not node_with_address(carried_by(c.get())).is_admin and c)
+    client, node = member_connection()
+    try:
+        drains(client, node, admin_client)
+    finally:
+        client.close()
+
+
+def member_connection():
+    """A kept-open connection that a member (not the admin node) carries."""
+    for _ in range(50):
+        client = KeptOpen()
         node = node_with_address(carried_by(client.get()))
+        if not node.is_admin:
+            return client, node
+        client.close()
+    raise AssertionError("no connection went to a member")
+
+
+def drains(client, node, admin_client):
     admin_client.post(reverse("node_action", args=[node.pk, "disable"]))
     # New connections go to the others from the health round that saw it Draining on.
     wait_until(lambda: node.address not in nodes_seen(30), 10)
@@ -99,6 +116,14 @@ def test_a_node_that_stops_answering_leaves_rotation_and_no_request_fails_after(
 
 def test_cluster_control_shows_each_nodes_connections_and_the_clusters(serving, admin_client):
     clients = [KeptOpen() for _ in range(6)]
+    try:
+        shows_them(clients, admin_client)
+    finally:
+        for client in clients:
+            client.close()
+
+
+def shows_them(clients, admin_client):
     for client in clients:
         client.get()
 
@@ -113,7 +138,7 @@ def test_cluster_control_shows_each_nodes_connections_and_the_clusters(serving, 
         assert f'data-node="{number}"' in page
         assert count >= 0
     for client in clients:
-        client.conn.close()
+        client.close()
     wait_until(lambda: 'id="cluster-connections">0<' in admin_client.get(reverse("cluster_control")).content.decode())
 
 
