@@ -246,6 +246,11 @@ def spread(vs, nodes, rotation, subnets):
         f"backend {name}",
         "    mode tcp",
         "    balance leastconn",
+        # A node that died since its last check refuses the connection: it goes to another node at
+        # once instead of failing the client (the seed: traffic for a failed node goes to the others).
+        "    timeout connect 1s",
+        "    retries 2",
+        "    option redispatch 1",
     ]
     for node in nodes:
         ipv4(node.get("address"), "node", "address")

@@ -95,7 +95,7 @@ def drains(client, node, admin_client):
     assert "1 connection left" in page
     # and Delete is refused while that connection is open, with the count in the reason.
     response = admin_client.post(reverse("node_action", args=[node.pk, "delete"]))
-    assert "still handles 1 open connection" in said(response)
+    assert "still handles 1 open connection" in " ".join(said(response))
     assert Node.objects.filter(pk=node.pk, removing=False).exists()
 
     # When the drain time is over, what is left is closed.
