@@ -370,14 +370,18 @@ def start_or_reload(text, facts):
     args = ["-D", "-f", candidate, "-p", new_pidfile]
     if old and os.path.exists(directory("stats.sock")):
         args += ["-x", directory("stats.sock")]  # the listening sockets are handed over, not reopened
-    if old:
-        args += ["-sf", *map(str, old)]
+    # No -sf: with it the new process pauses the old one's listeners before it binds its own, and
+    # a new process that then fails (a port taken) leaves them paused for a while: clients refused.
+    # The old processes are told to finish softly here instead, once the new one runs.
     code, output = run_haproxy(facts, *args)
     if code != 0:
         os.unlink(candidate)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(new_pidfile)
         raise AgentError("HAProxy could not start on the configuration: " + alerts(output))
+    for pid in old:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGUSR1)  # soft stop: no new connections, the open ones finish
     os.replace(new_pidfile, pidfile)
     os.replace(candidate, config)
     append_log("info", "Data plane reloaded" if old else "Data plane started")
