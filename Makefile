@@ -5,7 +5,7 @@ PYTHON ?= $(shell for p in python3.13 python3.12 $(HOME)/.pyenv/versions/3.13*/b
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && { command -v $$p; break; }; done)
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := openssh-server chromium haproxy
+APT_PACKAGES := openssh-server chromium haproxy libcap2-bin wrk
 TEST_ENV := DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/flotilla} \
 	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-redis://127.0.0.1:6379/15} \
 	FLOTILLA_VAR_DIR=$(CURDIR)/var/test DJANGO_ALLOW_ASYNC_UNSAFE=true
@@ -30,6 +30,8 @@ deps:
 	@missing=""; \
 	test -x /usr/sbin/sshd || missing="$$missing openssh-server"; \
 	test -x /usr/sbin/haproxy || missing="$$missing haproxy"; \
+	test -x /usr/sbin/setcap || missing="$$missing libcap2-bin"; \
+	test -x /usr/bin/wrk || missing="$$missing wrk"; \
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	test -x /usr/bin/python3 || missing="$$missing python3"; \
 	if [ -n "$$missing" ]; then \
@@ -57,9 +59,10 @@ demo: deps venv
 	$(DEMO_ENV) $(PY) manage.py collectstatic --noinput -v0
 	$(DEMO_ENV) $(PY) manage.py demo $(if $(filter bare,$(DEMO)),--bare,)
 
+# Two lanes at once (tests/lanes.sh says how they are split and kept apart).
 test: deps venv services axe
 	$(PY) -m ruff check .
-	$(TEST_ENV) $(PY) -m pytest
+	bash tests/lanes.sh $(PY)
 
 # The tests that start no real nodes (the `nodes` marker is set by tests/conftest.py): a quick loop.
 test-fast: deps venv services axe

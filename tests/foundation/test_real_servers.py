@@ -11,11 +11,12 @@ from tests.harness.real_servers import RealServers
 from tests.helpers import TEST_PREFIX, cmdline, running_pids
 
 CLIENT = f"{TEST_PREFIX}.3"  # where a node's backend connections come from
+PORT = 18080  # not the harness's own real servers' port: those may be running for the whole session
 
 
 @pytest.fixture
 def real_servers(tmp_path):
-    servers = RealServers(TEST_PREFIX, root=tmp_path / "rs").start()
+    servers = RealServers(TEST_PREFIX, port=PORT, root=tmp_path / "rs").start()
     yield servers
     servers.stop()
 
@@ -43,9 +44,9 @@ def alive(pid):
 
 def test_each_answers_with_its_name_and_the_peer_address(real_servers):
     assert real_servers.servers == [
-        ("rs1", f"{TEST_PREFIX}.201", 8080),
-        ("rs2", f"{TEST_PREFIX}.202", 8080),
-        ("rs3", f"{TEST_PREFIX}.203", 8080),
+        ("rs1", f"{TEST_PREFIX}.201", PORT),
+        ("rs2", f"{TEST_PREFIX}.202", PORT),
+        ("rs3", f"{TEST_PREFIX}.203", PORT),
     ]
     assert real_servers.addresses == [f"{TEST_PREFIX}.{n}" for n in (201, 202, 203)]
     for name, address, port in real_servers.servers:
@@ -82,13 +83,13 @@ def test_slow_holds_the_answer(real_servers):
 
 
 def test_stop_leaves_no_process_and_frees_the_port(tmp_path):
-    servers = RealServers(TEST_PREFIX, root=tmp_path / "rs").start()
+    servers = RealServers(TEST_PREFIX, port=PORT, root=tmp_path / "rs").start()
     started = pids(servers)
     assert all(alive(pid) for pid in started)
     servers.stop()
     assert not any(alive(pid) for pid in started)
     assert not list((tmp_path / "rs").glob("*.pid"))
-    assert not [pid for pid in running_pids() if f"real_servers.py serve rs1 {TEST_PREFIX}." in cmdline(pid)]
+    assert not [pid for pid in running_pids() if f"serve rs1 {TEST_PREFIX}.201 {PORT}" in cmdline(pid)]
     for _, address, port in servers.servers:
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection((address, port), timeout=2).close()
@@ -113,10 +114,10 @@ def test_stop_drops_a_held_request_at_once(real_servers):
 
 
 def test_start_cleans_up_what_a_crashed_run_left(tmp_path):
-    crashed = RealServers(TEST_PREFIX, root=tmp_path / "rs").start()
+    crashed = RealServers(TEST_PREFIX, port=PORT, root=tmp_path / "rs").start()
     orphans = pids(crashed)
     # A new run over the same root (the crashed one never called stop()) takes the addresses over.
-    again = RealServers(TEST_PREFIX, root=tmp_path / "rs")
+    again = RealServers(TEST_PREFIX, port=PORT, root=tmp_path / "rs")
     try:
         again.start()
         assert not any(alive(pid) for pid in orphans)
