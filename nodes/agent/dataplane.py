@@ -8,6 +8,7 @@ control plane moves nodes in and out of that spread with ``rotation``, through H
 
 import contextlib
 import csv
+import hashlib
 import ipaddress
 import json
 import os
@@ -16,7 +17,7 @@ import socket
 import subprocess
 import tempfile
 
-from nodes.agent.formats import CHECK_URL, CHECK_URL_TEXT
+from nodes.agent.formats import CHECK_URL, CHECK_URL_TEXT, DRAIN_TIME
 from nodes.agent.state import AgentError, _node_owner, append_log, give_to_node_owner, path, read_json, write_file
 
 HAPROXY = "/usr/sbin/haproxy"
@@ -50,6 +51,9 @@ def render(document, facts, mode, rotation, stats_socket=None):
         "# Written by the Flotilla node agent from the applied configuration: changes here are overwritten.",
         "global",
         f"    maxconn {MAXCONN}",
+        # After a reload the old process keeps its open connections, out of the rotation's reach:
+        # they get at most the Node Drain Time, as a draining node's would.
+        f"    hard-stop-after {drain_time(document)}s",
         f"    stats socket {stats_socket or directory('stats.sock')} mode 600 level admin expose-fd listeners",
         "",
         "defaults",
@@ -73,6 +77,11 @@ def render(document, facts, mode, rotation, stats_socket=None):
         for vs in services:
             lines += spread(vs, document.get("nodes", []), rotation, subnets)
     return "\n".join(lines) + "\n"
+
+
+def drain_time(document):
+    value = (document.get("cluster") or {}).get("drain_time", DRAIN_TIME.default)
+    return value if value in DRAIN_TIME else DRAIN_TIME.default
 
 
 def own_address(facts):
@@ -394,12 +403,17 @@ def refresh(document, mode, facts=None):
         return
     rotation = read_rotation()
     text = render(document, facts, mode, rotation)
+    # What HAProxy runs but for the rotation, which the runtime API keeps current: a change that
+    # renders the same (Enable, Disable, a cluster parameter, the network) reloads nothing, so a
+    # draining node's open connections stay with the process that the rotation still reaches.
+    basis = hashlib.sha256(render(document, facts, mode, {}).encode()).hexdigest()
     current = None
-    with contextlib.suppress(OSError), open(directory("haproxy.cfg"), encoding="utf-8") as f:
-        current = f.read()
-    if current == text and running_pids():
+    with contextlib.suppress(OSError), open(directory("haproxy.basis"), encoding="ascii") as f:
+        current = f.read().strip()
+    if current == basis and running_pids():
         return
     start_or_reload(text, facts)
+    write_file(directory("haproxy.basis"), basis.encode(), 0o644)
     # The new process starts with rotation as rendered (ready or disabled); drain is a runtime state.
     apply_states(spread_servers(document, facts, mode), rotation, {})
 
