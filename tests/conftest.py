@@ -31,6 +31,7 @@ from tests.helpers import (
     proc_stat,
     running_pids,
     unit_state,
+    wait_applied,
     wait_until,
     with_virtual_service,
 )
@@ -157,12 +158,7 @@ def serving(four, real_servers):
         service = with_virtual_service()
         for _, address, port in real_servers.servers:
             RealServer.objects.get_or_create(virtual_service=service, address=address, port=port)
-    newest = config.latest_number()
-    wait_until(
-        lambda: not Node.objects.filter(applied_generation__lt=newest).exists(),
-        15,
-        message=lambda: str(list(Node.objects.values_list("number", "applied_generation", "config_error"))),
-    )
+    wait_applied()
     return four
 
 

@@ -284,6 +284,16 @@ def past_warm_up(number, timeout=15):
     move_clock(left + 1)
 
 
+def wait_applied(timeout=15):
+    """Every node has applied the newest configuration generation (and reloaded HAProxy for it)."""
+    newest = config.latest_number()
+    wait_until(
+        lambda: not Node.objects.filter(applied_generation__lt=newest).exists(),
+        timeout,
+        message=lambda: str(list(Node.objects.values_list("number", "applied_generation", "config_error"))),
+    )
+
+
 def fetch_service(path="/", address=None, port=80):
     """One request to the Virtual Service on a new connection, as a browser opening the site would."""
     with urllib.request.urlopen(f"http://{address or SHARED}:{port}{path}", timeout=5) as response:

@@ -8,7 +8,7 @@ from django.urls import reverse
 
 from cluster.configuration import rules as config
 from cluster.models import Cluster, Node, VirtualService
-from tests.helpers import SHARED, fetch_service, move_clock, said, wait_until
+from tests.helpers import SHARED, fetch_service, move_clock, said, wait_applied, wait_until
 
 pytestmark = pytest.mark.usefixtures("serving")
 
@@ -63,6 +63,7 @@ def test_a_disabled_node_takes_no_new_connections_and_its_open_one_goes_on_until
 ):
     with config.change():
         Cluster.objects.update(drain_time=60)
+    wait_applied()  # a connection opened before a node's reload would stay with its old process
     client, node = member_connection()
     try:
         drains(client, node, admin_client)
