@@ -340,6 +340,8 @@ def run_haproxy(facts, *args):
             stdout=output,
             stderr=output,
             start_new_session=True,
+            # HAProxy goes back to the directory it started in: one the node's user may enter.
+            cwd=directory(),
             timeout=TIMEOUT,
             check=False,
             **as_owner,
