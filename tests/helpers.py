@@ -284,6 +284,23 @@ def past_warm_up(number, timeout=15):
     move_clock(left + 1)
 
 
+# Add a Virtual Service with every field as the form posts it (a test changes what it needs).
+VS_FORM = {
+    "name": "web",
+    "port": "80",
+    "protocol": "tcp",
+    "layer": "7",
+    "scheduling": "rr",
+    "persistence": "none",
+    "persistence_timeout": "360",
+    "subnet_originating": "on",
+    "check_url": "/",
+    "check_status": "200",
+    "interface": "eth0",
+    "enabled": "on",
+}
+
+
 def wait_applied(timeout=15):
     """Every node has applied the newest configuration generation (and reloaded HAProxy for it)."""
     newest = config.latest_number()

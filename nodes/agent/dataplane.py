@@ -18,7 +18,7 @@ import subprocess
 import tempfile
 
 from nodes.agent.formats import CHECK_URL, CHECK_URL_TEXT, DRAIN_TIME
-from nodes.agent.state import AgentError, _node_owner, append_log, give_to_node_owner, path, read_json, write_file
+from nodes.agent.state import AgentError, node_owner, append_log, give_to_node_owner, path, read_json, write_file
 
 HAPROXY = "/usr/sbin/haproxy"
 MAXCONN = 4000  # HAProxy needs about two open files per connection; this machine allows 20000
@@ -330,7 +330,7 @@ def is_haproxy(pid):
 
 def run_haproxy(facts, *args):
     """Run the haproxy binary as the owner of NODE_HOME, so that the node's user can reload what root started."""
-    owner = _node_owner()
+    owner = node_owner()
     as_owner = {"user": owner[0], "group": owner[1], "extra_groups": []} if owner else {}
     with tempfile.TemporaryFile() as output:
         # A file, not a pipe: the daemon keeps no end of it open for us to wait on.

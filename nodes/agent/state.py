@@ -48,10 +48,10 @@ def write_json(name, document):
 
 def write_file(target, data, mode):
     """The atomic write (formats.atomic_write), owned by the node's user like NODE_HOME."""
-    atomic_write(target, data, mode, _node_owner())
+    atomic_write(target, data, mode, node_owner())
 
 
-def _node_owner():
+def node_owner():
     # The node-local WUI runs as root; the agent runs as the node's own user
     # and must still be able to replace what the WUI wrote.
     if os.geteuid() == 0:
@@ -61,7 +61,7 @@ def _node_owner():
 
 
 def give_to_node_owner(target):
-    owner = _node_owner()
+    owner = node_owner()
     if owner is not None:
         os.chown(target, *owner)
 

@@ -16,23 +16,10 @@ from cluster.membership.rules import node_rows
 from cluster.membership.status import Status
 from cluster.models import Cluster, ConfigGeneration, Event, Node, RealServer, VirtualService
 from cluster.virtual_services import rules as virtual_services
+from tests.helpers import VS_FORM
 
 SHARED = "127.0.10.90"
-VALID = {
-    "name": "web",
-    "address": SHARED,
-    "port": "80",
-    "protocol": "tcp",
-    "layer": "7",
-    "scheduling": "rr",
-    "persistence": "none",
-    "persistence_timeout": "360",
-    "subnet_originating": "on",
-    "check_url": "/",
-    "check_status": "200",
-    "interface": "eth0",
-    "enabled": "on",
-}
+VALID = {**VS_FORM, "address": SHARED}
 NON_LOCAL = (
     "Real server 10.1.2.3 is not local: in a cluster each real server must be in the subnet of a node interface "
     "(127.0.10.0/24, 192.168.50.0/24)"
