@@ -18,7 +18,7 @@ import subprocess
 import tempfile
 
 from nodes.agent.formats import CHECK_URL, CHECK_URL_TEXT, DRAIN_TIME
-from nodes.agent.state import AgentError, node_owner, append_log, give_to_node_owner, path, read_json, write_file
+from nodes.agent.state import AgentError, append_log, give_to_node_owner, node_owner, path, read_json, write_file
 
 HAPROXY = "/usr/sbin/haproxy"
 MAXCONN = 4000  # HAProxy needs about two open files per connection; this machine allows 20000
