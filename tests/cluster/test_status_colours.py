@@ -28,6 +28,12 @@ PALETTE_PROBE = """name => {
 }"""
 
 
+CELL_COLOURS = """number => {
+    const cell = document.querySelector(`tr[data-node="${number}"] td.status`);
+    return [getComputedStyle(cell).color, getComputedStyle(cell, "::before").backgroundImage];
+}"""
+
+
 def one_node_in_every_status():
     now = timezone.now()
     Cluster.objects.update_or_create(
@@ -69,9 +75,9 @@ def test_every_status_is_painted_in_the_colour_its_table_names(page, live_server
     for number, status in expected.items():
         row = page.locator(f'tr[data-node="{number}"]')
         expect(row).to_have_attribute("data-status", status.value)
-        cell = row.locator("td.status")
-        painted = cell.evaluate("cell => getComputedStyle(cell).color")
-        marker = cell.evaluate("cell => getComputedStyle(cell, '::before').backgroundImage")
+        # The live table replaces its rows every second (Starting counts down): the cell is found
+        # and read in one step, never read after a refresh took it out of the page.
+        painted, marker = page.evaluate(CELL_COLOURS, number)
         name = COLOURS[status]
         if name == "green-red":  # Starting: plain text beside a half green, half red marker
             assert painted == text
