@@ -132,12 +132,7 @@ def four(cluster_on_node1, admin_client):
         wait_until(lambda n=n: unit_state(units.node(n), "traffic.json").get("accepting") is True, 15)
     all_up()
     # A software update starts only on a cluster in sync: the last Enable's generation has reached every node.
-    newest = config.latest_number()
-    wait_until(
-        lambda: not Node.objects.filter(applied_generation__lt=newest).exists(),
-        15,
-        message=lambda: str(list(Node.objects.values_list("number", "applied_generation", "config_error"))),
-    )
+    wait_applied()
     return units
 
 

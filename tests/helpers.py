@@ -23,7 +23,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db.models import Max, Min
+from django.db.models import Max, Min, Q
 from django.urls import reverse
 from django.utils import timezone
 from playwright.sync_api import expect
@@ -305,7 +305,7 @@ def wait_applied(timeout=15):
     """Every node has applied the newest configuration generation (and reloaded HAProxy for it)."""
     newest = config.latest_number()
     wait_until(
-        lambda: not Node.objects.filter(applied_generation__lt=newest).exists(),
+        lambda: not Node.objects.filter(Q(applied_generation__lt=newest) | ~Q(config_error="")).exists(),
         timeout,
         message=lambda: str(list(Node.objects.values_list("number", "applied_generation", "config_error"))),
     )

@@ -4,6 +4,9 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
+from django.db.models import Value
+from django.db.models.functions import Greatest
+
 from cluster import events, ssh
 from cluster.configuration.rules import envelope, latest
 from cluster.models import Node
@@ -90,10 +93,10 @@ def waiting_for_update(node, document):
 def record_outcome(node, generation, error):
     """What the operator sees per node: the generation applied, or which step failed and why."""
     if error is None:
-        Node.objects.filter(pk=node.pk, applied_generation__lt=generation.number).update(
-            applied_generation=generation.number
+        # One statement: whoever sees the generation applied also sees the earlier failure gone.
+        Node.objects.filter(pk=node.pk).update(
+            applied_generation=Greatest("applied_generation", Value(generation.number)), config_error=""
         )
-        Node.objects.filter(pk=node.pk).exclude(config_error="").update(config_error="")
         return
     message = f"apply generation {generation.number}: {error}"
     if Node.objects.filter(pk=node.pk).exclude(config_error=message).update(config_error=message):
