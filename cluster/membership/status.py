@@ -44,7 +44,7 @@ ROTATION = {
     Status.UP: "ready",
     Status.STARTING: "maint",
     Status.DRAINING: "drain",
-    Status.DISABLED: "maint",
+    Status.DISABLED: "closed",  # the drain time is over: what is still open is closed
     Status.DOWN: "maint",
 }
 

@@ -22,7 +22,10 @@ from nodes.agent.state import AgentError, append_log, give_to_node_owner, node_o
 
 HAPROXY = "/usr/sbin/haproxy"
 MAXCONN = 4000  # HAProxy needs about two open files per connection; this machine allows 20000
-ROTATION_STATES = ("ready", "drain", "maint")
+# ready: takes new connections; drain: none new, the open ones go on; maint: the same, for a node that
+# is not drained but out (Starting, Down); closed: out, and what is still open is closed (the drain time
+# is over). "closed" is said again on every send, so a drain the spreader never saw still ends closed.
+ROTATION_STATES = ("ready", "drain", "maint", "closed")
 SCHEDULING = {"rr": "roundrobin", "wrr": "roundrobin", "lc": "leastconn", "wlc": "leastconn", "sh": "source"}
 WEIGHTED = ("wrr", "wlc")
 PERSISTENCE = ("none", "source_ip", "active_cookie")
@@ -417,7 +420,7 @@ def refresh(document, mode, facts=None):
     start_or_reload(text, facts)
     write_file(directory("haproxy.basis"), basis.encode(), 0o644)
     # The new process starts with rotation as rendered (ready or disabled); drain is a runtime state.
-    apply_states(spread_servers(document, facts, mode), rotation, {})
+    apply_states(spread_servers(document, facts, mode), rotation)
 
 
 def stop():
@@ -463,14 +466,13 @@ def check_rotation(text):
     return rotation
 
 
-def apply_states(servers, rotation, previous):
-    """Move the spread servers to their rotation states; what drained and now goes out is closed."""
+def apply_states(servers, rotation):
+    """Move the spread servers to their rotation states, closing the open connections of the closed ones."""
     commands = []
     for backend, server, node in servers:
         state = rotation.get(node, "maint")
-        commands.append(f"set server {backend}/{server} state {state}")
-        if state == "maint" and previous.get(node) == "drain":
-            # The drain time is over: what is left open is closed.
+        commands.append(f"set server {backend}/{server} state {'maint' if state == 'closed' else state}")
+        if state == "closed":
             commands.append(f"shutdown sessions server {backend}/{server}")
     if not commands:
         return
@@ -482,12 +484,11 @@ def apply_states(servers, rotation, previous):
 def set_rotation(text, document, mode):
     """Save the rotation and, on the admin, apply it to the running spreader (no reload)."""
     rotation = check_rotation(text)
-    previous = read_rotation()
     ensure_directory()
     write_file(directory("rotation.json"), json.dumps(rotation, sort_keys=True, indent=1).encode(), 0o644)
     facts = unit_facts()
     if facts is not None and running_pids():
-        apply_states(spread_servers(document, facts, mode), rotation, previous)
+        apply_states(spread_servers(document, facts, mode), rotation)
     return {"rotation": rotation}
 
 

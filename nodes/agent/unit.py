@@ -91,7 +91,7 @@ def applied_document():
 
 
 def rotation(text):
-    """Which nodes the admin's spreader sends new connections to: {"<node id>": "ready"|"drain"|"maint"}."""
+    """Which nodes the admin's spreader sends new connections to: {"<node id>": "ready"|"drain"|"maint"|"closed"}."""
     with state_lock():
         return dataplane.set_rotation(text, applied_document(), membership().get("mode", "standalone"))
 

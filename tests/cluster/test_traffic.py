@@ -47,10 +47,6 @@ class KeptOpen:
         return False
 
 
-def node_with_address(address):
-    return Node.objects.get(address=address)
-
-
 def test_every_node_in_rotation_carries_requests_to_the_real_servers(serving, real_servers):
     addresses = {unit.address for unit in serving.nodes}
     seen = wait_until(lambda: (s := nodes_seen(40)) >= addresses and s, 20, message=lambda: str(nodes_seen(8)))
@@ -65,25 +61,35 @@ def test_a_disabled_node_takes_no_new_connections_and_its_open_one_goes_on_until
     with config.change():
         Cluster.objects.update(drain_time=60)
     wait_applied()  # a connection opened before a node's reload would stay with its old process
-    client, node = member_connection()
+    clients = one_open_connection_on_every_node(serving)
     try:
-        drains(client, node, admin_client)
+        drains(clients, admin_client)
     finally:
-        client.close()
+        for client in clients.values():
+            client.close()
 
 
-def member_connection():
-    """A kept-open connection that a member (not the admin node) carries."""
+def one_open_connection_on_every_node(cluster):
+    """{node address: a kept-open connection it carries}. With one open on each, the spreader
+    (least connections) has every node tied, so a node it still gives new connections to is seen."""
+    clients, extra = {}, []
     for _ in range(50):
         client = KeptOpen()
-        node = node_with_address(carried_by(client.get()))
-        if not node.is_admin:
-            return client, node
+        address = carried_by(client.get())
+        (extra if address in clients else []).append(client)
+        clients.setdefault(address, client)
+        if len(clients) == len(cluster.nodes):
+            break
+    for client in extra:
         client.close()
-    raise AssertionError("no connection went to a member")
+    assert len(clients) == len(cluster.nodes), f"open connections went to {sorted(clients)} only"
+    return clients
 
 
-def drains(client, node, admin_client):
+def drains(clients, admin_client):
+    node = next(n for n in Node.objects.filter(is_admin=False).order_by("number") if n.address in clients)
+    client = clients[node.address]
+    assert node.address in nodes_seen(30)  # in rotation: it takes its share of new connections
     admin_client.post(reverse("node_action", args=[node.pk, "disable"]))
     # New connections go to the others from the health round that saw it Draining on.
     wait_until(lambda: node.address not in nodes_seen(30), 10)
@@ -100,10 +106,11 @@ def drains(client, node, admin_client):
     assert "still handles 1 open connection" in " ".join(said(response))
     assert Node.objects.filter(pk=node.pk, removing=False).exists()
 
-    # When the drain time is over, what is left is closed.
+    # When the drain time is over, what is left is closed; the others' open connections go on.
     move_clock(61)
     wait_until(client.closed_by_the_cluster, 10)
     assert node.address not in nodes_seen(30)
+    assert all(carried_by(c.get()) == address for address, c in clients.items() if address != node.address)
 
 
 def test_a_node_that_stops_answering_leaves_rotation_and_no_request_fails_after(serving):

@@ -431,7 +431,7 @@ def test_boot_starts_the_data_plane_even_with_no_configuration(units):
 # --- the admin's spreader and rotation ---------------------------------------------------------------
 
 
-def test_drain_keeps_an_open_connection_sends_new_ones_elsewhere_and_maint_closes_it(units, real_servers):
+def test_drain_keeps_an_open_connection_sends_new_ones_elsewhere_and_closed_closes_it(units, real_servers):
     admin, member = units(1), units(2)
     one = real_servers("one", "127.0.14.31")
     port = next(_ports)
@@ -452,7 +452,11 @@ def test_drain_keeps_an_open_connection_sends_new_ones_elsewhere_and_maint_close
     assert {get(VS, port)["peer"] for _ in range(6)} == {other.address}
     kept.request("GET", "/")
     assert json.loads(kept.getresponse().read())["peer"] == drained.address  # still served, by the same node
+    # maint (a node Starting or Down) takes no new connections either and leaves the open ones alone.
     admin.call(agent.rotation, json.dumps({str(drained.id): "maint", str(other.id): "ready"}))
+    kept.request("GET", "/")
+    assert json.loads(kept.getresponse().read())["peer"] == drained.address
+    admin.call(agent.rotation, json.dumps({str(drained.id): "closed", str(other.id): "ready"}))
     kept.sock.settimeout(5)
     assert kept.sock.recv(1) == b""  # closed by the admin: the drain time is over
     kept.close()
@@ -479,12 +483,12 @@ def test_a_rotation_survives_a_reload(units, real_servers):
     [
         ("[1]", "must be a JSON object"),
         ("{", "must be a JSON object"),
-        ('{"1": "drained"}', "node 1 state must be one of ready, drain, maint"),
+        ('{"1": "drained"}', "node 1 state must be one of ready, drain, maint, closed"),
         ('{"one": "ready"}', "is not a node number"),
         ('{"1": null}', "state must be one of"),
     ],
 )
-def test_a_rotation_that_is_not_ready_drain_or_maint_is_refused_and_changes_nothing(units, text, message):
+def test_a_rotation_state_that_is_not_known_is_refused_and_changes_nothing(units, text, message):
     unit = units(1)
     unit.call(agent.rotation, '{"1": "ready"}')
     with pytest.raises(agent.AgentError, match=message):
