@@ -71,7 +71,7 @@ def push(nodes=None, force=False):
     with ThreadPoolExecutor(max_workers=16) as pool:
         results = dict(zip(nodes, pool.map(lambda n: _apply(targets[n.pk], text), nodes), strict=True))
     for node, error in results.items():
-        record_outcome(node, generation, error)
+        record_outcome(node, generation, error, resync=force)
     return results
 
 
@@ -90,7 +90,7 @@ def waiting_for_update(node, document):
     )
 
 
-def record_outcome(node, generation, error):
+def record_outcome(node, generation, error, resync=False):
     """What the operator sees per node: the generation applied, or which step failed and why."""
     if error is None:
         # One statement: whoever sees the generation applied also sees the earlier failure gone.
@@ -99,7 +99,12 @@ def record_outcome(node, generation, error):
         )
         return
     message = f"apply generation {generation.number}: {error}"
-    if Node.objects.filter(pk=node.pk).exclude(config_error=message).update(config_error=message):
+    failed = Node.objects.filter(pk=node.pk).exclude(config_error=message)
+    if not resync:
+        # A node that reported this generation applied meanwhile (its answer timed out here while
+        # it finished) has nothing to resync.
+        failed = failed.filter(applied_generation__lt=generation.number)
+    if failed.update(config_error=message):
         events.warning(
             f"Node {node.number} did not apply configuration generation {generation.number}: {error}", node=node
         )

@@ -55,7 +55,8 @@ def preflight(now, rolling=False):
             raise Refused(f"{name} is Down: every node must answer its health checks before a software update")
         waiting = push.WAITING in node.config_error  # the update is what it waits for
         if not waiting and (node.applied_generation < latest or node.config_error):
-            raise Refused(f"{name} is not in sync with configuration generation {latest}: resync it first")
+            why = f" ({node.config_error})" if node.config_error else ""
+            raise Refused(f"{name} is not in sync with configuration generation {latest}{why}: resync it first")
         status = node_status(node, now, cluster.drain_time, has_vs)
         if rolling and serving(node, has_vs) and status != Status.UP:
             raise Refused(
