@@ -323,12 +323,14 @@ def running_pids():
 
 
 def is_haproxy(pid):
-    # A stale pid file may name a process that reused the number: only a haproxy counts.
+    """A live haproxy: a stale pid file may name a process that reused the number, and a killed
+    HAProxy stays a zombie until the init system reaps it (it serves nothing, yet keeps its name)."""
     try:
-        with open(f"/proc/{pid}/comm", encoding="ascii") as f:
-            return f.read().strip() == "haproxy"
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            name, _, rest = f.read().partition("(")[2].rpartition(")")
     except OSError:
         return False
+    return name == "haproxy" and rest.split()[:1] not in (["Z"], ["X"])
 
 
 def run_haproxy(facts, *args):

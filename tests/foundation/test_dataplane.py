@@ -428,6 +428,23 @@ def test_boot_starts_the_data_plane_even_with_no_configuration(units):
     assert unit.call(agent.status)["dataplane"] == {"running": False}
 
 
+def test_a_killed_haproxy_not_yet_reaped_does_not_count_as_running(units):
+    """A power-off kills HAProxy; until the init system reaps it, it is a zombie that keeps its pid and
+    its name. The unit's boot must start a new one on the same configuration, not take it for running."""
+    unit = units(1)
+    unit.call(agent.boot)
+    dead = subprocess.Popen([HAPROXY, "-v"], stdout=subprocess.DEVNULL)  # exits at once, reaped by no one yet
+    eventually(lambda: Path(f"/proc/{dead.pid}/stat").read_text().split(") ")[1].startswith("Z"), what="a zombie")
+    unit.power_off()
+    (unit.home / "haproxy" / "haproxy.pid").write_text(f"{dead.pid}\n")
+    try:
+        assert unit.call(agent.status)["dataplane"] == {"running": False}
+        assert unit.call(agent.boot)["dataplane"] == {"running": True}
+        assert dead.pid not in unit.pids()
+    finally:
+        dead.wait()
+
+
 # --- the admin's spreader and rotation ---------------------------------------------------------------
 
 
