@@ -311,6 +311,15 @@ def wait_applied(timeout=15):
     )
 
 
+def set_drain_time(seconds):
+    """The Node Drain Time, changed through the configuration's write path (it is in the document) and
+    applied on every node: set behind its back, the health round's reconcile commits a generation of
+    its own later, and a software update finds the nodes out of sync."""
+    with config.change():
+        Cluster.objects.update(drain_time=seconds)
+    wait_applied()
+
+
 def fetch_service(path="/", address=None, port=80):
     """One request to the Virtual Service on a new connection, as a browser opening the site would."""
     with urllib.request.urlopen(f"http://{address or SHARED}:{port}{path}", timeout=5) as response:

@@ -8,8 +8,8 @@ import pytest
 from django.urls import reverse
 
 from cluster.configuration import rules as config
-from cluster.models import Cluster, Node, VirtualService
-from tests.helpers import SHARED, VS_FORM, fetch_service, move_clock, said, wait_applied, wait_until
+from cluster.models import Node, VirtualService
+from tests.helpers import SHARED, VS_FORM, fetch_service, move_clock, said, set_drain_time, wait_until
 
 pytestmark = pytest.mark.usefixtures("serving")
 
@@ -58,9 +58,7 @@ def test_every_node_in_rotation_carries_requests_to_the_real_servers(serving, re
 def test_a_disabled_node_takes_no_new_connections_and_its_open_one_goes_on_until_the_drain_time_ends(
     serving, admin_client
 ):
-    with config.change():
-        Cluster.objects.update(drain_time=60)
-    wait_applied()  # a connection opened before a node's reload would stay with its old process
+    set_drain_time(60)  # applied first: a connection opened before a node's reload stays with its old process
     clients = one_open_connection_on_every_node(serving)
     try:
         drains(clients, admin_client)

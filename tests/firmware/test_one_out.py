@@ -26,6 +26,7 @@ from tests.helpers import (
     reboot,
     reboot_order,
     roll,
+    set_drain_time,
     settled_rollout,
     start_rolling,
     unit_state,
@@ -169,7 +170,7 @@ def test_two_operators_rebooting_two_nodes_at_once_take_one_node_out(admin_user,
 
 @pytest.mark.usefixtures("cluster_on_node1", "four")
 def test_a_rolling_reboot_waits_for_a_node_that_is_out_before_it_takes_the_next(admin_client, units, key, tmp_path):
-    Cluster.objects.update(drain_time=1)
+    set_drain_time(1)
     install(admin_client, build(tmp_path, key))
     assert settled_rollout().state == Rollout.State.INSTALLED
     start_rolling(admin_client)

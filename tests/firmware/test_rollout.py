@@ -25,6 +25,7 @@ from tests.helpers import (
     reboot_order,
     roll,
     said,
+    set_drain_time,
     settled_rollout,
     start_rolling,
     unit_state,
@@ -117,7 +118,7 @@ def at_most_one_out():
 def test_a_rolling_reboot_drains_and_reboots_one_node_at_a_time_the_admin_last_and_no_request_fails(
     admin_client, serving, key, tmp_path
 ):
-    Cluster.objects.update(drain_time=1)
+    set_drain_time(1)
     install(admin_client, build(tmp_path, key))
     assert settled_rollout().state == Rollout.State.INSTALLED
     admin = Node.objects.get(is_admin=True)
@@ -171,7 +172,7 @@ def test_a_rolling_reboot_halts_on_a_node_that_does_not_come_back_and_can_be_can
     admin_client, four, key, tmp_path, settings
 ):
     settings.ROLLOUT_NODE_TIMEOUT = 20
-    Cluster.objects.update(drain_time=1)
+    set_drain_time(1)
 
     def broken(module, source):  # this build cannot answer a health check
         return source.replace(
@@ -213,7 +214,7 @@ def test_a_rolling_reboot_halts_on_a_node_that_does_not_come_back_and_can_be_can
 def test_a_worker_killed_mid_rollout_is_shown_interrupted_and_the_next_worker_finishes_it(
     admin_client, four, key, tmp_path, celery_worker
 ):
-    Cluster.objects.update(drain_time=1)
+    set_drain_time(1)
     install(admin_client, build(tmp_path, key))
     assert settled_rollout().state == Rollout.State.INSTALLED
     start_rolling(admin_client)
@@ -264,7 +265,7 @@ def test_a_node_waits_for_the_update_before_it_takes_a_configuration_it_cannot_r
 
 
 def test_a_restore_reboots_the_nodes_one_at_a_time_the_admin_last(admin_client, four):
-    Cluster.objects.update(drain_time=1)
+    set_drain_time(1)
     saved = download(admin_client)
     with config.change():
         Cluster.objects.update(virtual_id=7)
