@@ -1,9 +1,9 @@
 #!/bin/bash
-# `make test`: the whole suite, in three lanes at once. Most of the suite waits on real nodes (their
-# health rounds, reboots and warm-ups), not on the CPU, so three lanes take well under half the time on
+# `make test`: the whole suite, in two lanes at once. Most of the suite waits on real nodes (their
+# health rounds, reboots and warm-ups), not on the CPU, so two lanes take about half the time on
 # two cores. Each lane has its own loopback block (its own four nodes, shared WUI and real
 # servers), test database, Redis database and state directory: they share nothing but the
-# machine. Usage: tests/lanes.sh PYTHON [pytest arguments for every lane]
+# machine. Usage: tests/lanes.sh PYTHON [pytest arguments for both lanes]
 set -u
 py=$1
 shift
@@ -21,31 +21,25 @@ lane() {
 		"$py" -m pytest -p no:cacheprovider "$@" >"var/test-$name.log" 2>&1
 }
 
-# The split keeps the lanes about equal in time (measured with --durations): tests/cluster is half
-# of the suite, so its longest files (the worker-kill, traffic and standalone-unit tests) and its
-# two longest browser walks go with the others.
+# The split keeps the lanes about equal in time: tests/cluster is more than half of the suite, so
+# its two longest browser walks go with the rest.
 walks="tests/cluster/test_operator_browser.py tests/cluster/test_browser.py"
-moved="tests/cluster/test_reliability.py tests/cluster/test_traffic.py tests/cluster/test_standalone_unit.py"
-lane a 127.0.11 15 tests/cluster $(printf -- '--ignore=%s ' $walks $moved) "$@" &
+lane a 127.0.11 15 tests/cluster $(printf -- '--ignore=%s ' $walks) "$@" &
 a=$!
-lane b 127.0.13 14 tests/firmware tests/backup $walks "$@" &
+lane b 127.0.13 14 tests/foundation tests/firmware tests/backup $walks "$@" &
 b=$!
-lane c 127.0.15 13 tests/foundation $moved "$@" &
-c=$!
-trap 'kill $a $b $c 2>/dev/null; wait' INT TERM
+trap 'kill $a $b 2>/dev/null; wait' INT TERM
 wait $a
 status_a=$?
 wait $b
 status_b=$?
-wait $c
-status_c=$?
 
-for name in a b c; do
+for name in a b; do
 	echo "===== lane $name (var/test-$name.log)"
 	cat "var/test-$name.log"
 done
-if [ $status_a -ne 0 ] || [ $status_b -ne 0 ] || [ $status_c -ne 0 ]; then
-	echo "FAILED: lane a exit $status_a, lane b exit $status_b, lane c exit $status_c"
+if [ $status_a -ne 0 ] || [ $status_b -ne 0 ]; then
+	echo "FAILED: lane a exit $status_a, lane b exit $status_b"
 	exit 1
 fi
-echo "All three lanes passed."
+echo "Both lanes passed."
