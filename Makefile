@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := openssh-server chromium haproxy libcap2-bin wrk
 TEST_ENV := DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/flotilla} \
 	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-redis://127.0.0.1:6379/15} \
-	FLOTILLA_VAR_DIR=$(CURDIR)/var/test DJANGO_ALLOW_ASYNC_UNSAFE=true
+	FLOTILLA_VAR_DIR=$(CURDIR)/var/test DJANGO_ALLOW_ASYNC_UNSAFE=true FLOTILLA_TEST_FAST_PASSWORD_HASH=true
 
 .PHONY: help demo demo-bare test test-fast bench lint deps services venv axe
 

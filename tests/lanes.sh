@@ -17,7 +17,7 @@ lane() {
 	local name=$1 prefix=$2 db=$3
 	shift 3
 	exec env DATABASE_URL="${base}_$name" CELERY_BROKER_URL="$redis/$db" FLOTILLA_TEST_PREFIX="$prefix" \
-		FLOTILLA_VAR_DIR="$PWD/var/test-$name" DJANGO_ALLOW_ASYNC_UNSAFE=true \
+		FLOTILLA_VAR_DIR="$PWD/var/test-$name" DJANGO_ALLOW_ASYNC_UNSAFE=true FLOTILLA_TEST_FAST_PASSWORD_HASH=true \
 		"$py" -m pytest -p no:cacheprovider "$@" >"var/test-$name.log" 2>&1
 }
 
