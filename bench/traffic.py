@@ -1,10 +1,15 @@
 """Traffic through the cluster: throughput against one plain HAProxy, and no failed request while nodes go.
 
 A real local cluster on 127.0.12.x set up as `make demo` does (see detection.py), every node
-running HAProxy: the admin node spreads each connection to the Virtual Service over the nodes
-(TCP, PROXY protocol v2), each node balances it at Layer 7 over three real servers
-(tests/harness/real_servers.py). A real server's answer names itself and its peer, which is the
-node that carried the request (backends originate from the node's address).
+running HAProxy: the admin node spreads each connection to a Virtual Service over the nodes
+(TCP, PROXY protocol v2), each node balances it at Layer 7 over three real servers. A real
+server's answer names itself and its peer, which is the node that carried the request (backends
+originate from the node's address).
+
+Two Virtual Services on the same address: the throughput figures go through one whose real servers
+are HAProxy responders (one HAProxy process answering from itself, far faster than the proxies in
+front of it), so that the proxies are the bound; the drain, kill and rolling reboot go through one
+whose real servers are tests/harness/real_servers.py, which can hold an answer (/slow).
 
 Every load generator here is bounded: wrk runs for WRK_SECONDS with WRK_CONNECTIONS, and the
 client loops have CLIENT_THREADS threads, one connection each at a time, for at most LOOP_CAP_S
@@ -17,6 +22,7 @@ import http.client
 import json
 import os
 import re
+import resource
 import secrets
 import subprocess
 import sys
@@ -25,6 +31,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from html.parser import HTMLParser
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -37,7 +44,9 @@ from tests.harness.real_servers import RealServers
 
 PREFIX = "127.0.12"
 VS_ADDRESS, VS_PORT = f"{PREFIX}.100", 8080
+FAST_PORT = 8081  # the throughput's Virtual Service, on VS_ADDRESS, over the responders
 SINGLE_ADDRESS, SINGLE_PORT = f"{PREFIX}.99", 8081  # one plain HAProxy, no PROXY protocol, for comparison
+RESPONDERS = [(f"hap{i}", f"{PREFIX}.{210 + i}", 8080) for i in (1, 2, 3)]
 WRK_THREADS, WRK_CONNECTIONS, WRK_SECONDS = 2, 32, 5
 CLIENT_THREADS = 8
 CLIENT_SOURCES = [f"{PREFIX}.{110 + i}" for i in range(CLIENT_THREADS)]
@@ -49,7 +58,7 @@ WARMUP_S = 2  # NODE_WARMUP_SECONDS: Starting lasts this long instead of 30 s, o
 DRAIN_TIME_S = 3  # Node Drain Time, set through the product: Disabled this long after Disable
 NODES = (1, 2, 3, 4)
 RESULT = BASE_DIR / "bench" / "results" / "traffic.json"
-ANSWER = re.compile(r"^(rs\d+) (\S+):(\d+) from (\S+)\n$")
+ANSWER = re.compile(r"^(\w+) (\S+):(\d+) from (\S+)\n$")
 ROW = re.compile(r'<tr data-node="(\d+)" data-status="([\w-]+)".*?/cluster-control/node/(\d+)/', re.S)
 TOKEN = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 WORK = ROOT / "bench-traffic"
@@ -80,11 +89,82 @@ def _ms(value):
     return round(float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit], 3)
 
 
-def wrk(address, port):
-    """wrk's figures for one bounded run against http://address:port/; errors counted, not hidden."""
+def pids_of(pidfile):
+    try:
+        return [int(word) for word in Path(pidfile).read_text().split()]
+    except (OSError, ValueError):
+        return []
+
+
+def cpu_seconds(pids):
+    """User + system CPU seconds the processes (all their threads) have used so far; 0 for a gone one."""
+    total = 0
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += int(stat[11]) + int(stat[12])  # utime, stime: fields 14 and 15 of proc(5)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def every_process():
+    """{pid: (label, CPU seconds so far)} of every process on the machine, kernel threads included."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        words = [Path(w.decode(errors="replace")).name for w in argv if w and not w.startswith(b"-")][:2]
+        label = " ".join(words) or stat.partition("(")[2].rpartition(")")[0]
+        fields = stat.rpartition(")")[2].split()
+        found[int(entry.name)] = (label[:60], (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
+    return found
+
+
+def others(before, after, measured, top=8):
+    """The processes outside the measured roles that used the most CPU between two every_process()."""
+    by_label = {}
+    for pid, (label, seconds) in after.items():
+        if pid not in measured:
+            used = seconds - before.get(pid, (label, 0.0))[1]
+            by_label[label] = by_label.get(label, 0.0) + used
+    ranked = sorted(by_label.items(), key=lambda item: -item[1])[:top]
+    return {label: round(seconds, 2) for label, seconds in ranked if seconds >= 0.05}
+
+
+def machine_busy_seconds():
+    user, nice, system, idle, iowait, irq, softirq, steal = map(int, Path("/proc/stat").read_text().split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds():
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def wrk(address, port, processes=None):
+    """wrk's figures for one bounded run against http://address:port/; errors counted, not hidden.
+
+    processes, {role: [pid]}: the CPU each role used meanwhile, so that a figure says where the cores went.
+    """
     url = f"http://{address}:{port}/"
     argv = ["wrk", f"-t{WRK_THREADS}", f"-c{WRK_CONNECTIONS}", f"-d{WRK_SECONDS}s", "--latency", url]
+    processes = processes or {}
+    before = {role: cpu_seconds(pids) for role, pids in processes.items()}
+    processes_before = every_process()
+    before_wrk, before_busy, started = children_cpu_seconds(), machine_busy_seconds(), time.monotonic()
     out = subprocess.run(argv, capture_output=True, text=True, timeout=WRK_SECONDS + 30, check=True).stdout
+    wall = time.monotonic() - started
+    measured = {pid for pids in processes.values() for pid in pids} | {os.getpid()}
+    elsewhere = others(processes_before, every_process(), measured)
+    cpu = {role: cpu_seconds(pids) - before[role] for role, pids in processes.items()}
+    cpu["wrk"] = children_cpu_seconds() - before_wrk  # wrk is the only child waited for meanwhile
+    busy = machine_busy_seconds() - before_busy
     result = {"url": url, "argv": argv[:-1]}
     result["rps"] = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     result["requests"] = int(re.search(r"(\d+) requests in", out).group(1))
@@ -95,6 +175,16 @@ def wrk(address, port):
     for pct in ("50", "99"):
         found = re.search(rf"^\s+{pct}%\s+(\S+)$", out, re.M)
         result[f"latency_p{pct}_ms"] = _ms(found.group(1)) if found else None
+    result["cpu_s"] = {role: round(seconds, 2) for role, seconds in cpu.items()}
+    # The rest of the busy cores: the loopback's softirq work not charged to a process, the cluster's
+    # control plane, and whatever else runs on the machine.
+    result["cpu_s"]["machine_busy"] = round(busy, 2)
+    result["cpu_s_elsewhere"] = elsewhere  # wrk exited before the count: it is in cpu_s, not here
+    result["busy_cores"] = round(busy / wall, 2)
+    if result["requests"]:
+        result["cpu_us_per_request"] = {
+            role: round(seconds * 1e6 / result["requests"], 1) for role, seconds in result["cpu_s"].items()
+        }
     return result
 
 
@@ -173,13 +263,13 @@ class Loop:
         return round(max(starts) - since, 3), max(starts) > max(s[0] for s in self.samples) - 1
 
 
-# --- one plain HAProxy ---------------------------------------------------------------------------
+# --- plain HAProxy processes: the comparison and the responders ---------------------------------
 
 
-def single_haproxy_config(real_servers):
-    servers = "".join(f"    server {name} {address}:{port}\n" for name, address, port in real_servers.servers)
+def single_haproxy_config(servers):
+    lines = "".join(f"    server {name} {address}:{port}\n" for name, address, port in servers)
     # As close to a node's Layer 7 frontend as plain HAProxy gets: the same balancing, keep-alive on
-    # both sides, and the same kind of source address, but no PROXY protocol in front.
+    # both sides, X-Forwarded-For and the same kind of source address, but no PROXY protocol in front.
     return f"""global
     maxconn 4000
 
@@ -195,28 +285,76 @@ frontend bench
 
 backend real_servers
     balance roundrobin
+    option forwardfor
     source {SINGLE_ADDRESS}
-{servers}"""
+{lines}"""
 
 
-class SingleHaproxy:
-    def __init__(self, real_servers):
-        self.dir = WORK / "single-haproxy"
+def responders_config(servers):
+    # The answer of tests/harness/real_servers.py, so that the same check tells which node carried it.
+    frontends = "".join(
+        f"""
+frontend {name}
+    bind {address}:{port}
+    http-request return status 200 content-type text/plain lf-string "{name} %[dst]:%[dst_port] from %[src]\\n"
+"""
+        for name, address, port in servers
+    )
+    return f"""global
+    maxconn 4000
+
+defaults
+    mode http
+    timeout client 30s
+    timeout http-request 10s
+{frontends}"""
+
+
+class PlainHaproxy:
+    """One HAProxy process of the bench's own, in WORK/name; stopped by stop() or on leaving a with block."""
+
+    def __init__(self, name, config, listens):
+        self.dir = WORK / name
         self.config = self.dir / "haproxy.cfg"
         self.pidfile = self.dir / "haproxy.pid"
-        self.real_servers = real_servers
+        self.text, self.listens = config, listens
 
-    def __enter__(self):
+    def start(self):
         self.dir.mkdir(parents=True, exist_ok=True)
         stop_pidfile(self.pidfile)  # a crashed run's
-        self.config.write_text(single_haproxy_config(self.real_servers))
-        subprocess.run(["haproxy", "-c", "-q", "-f", str(self.config)], check=True)
-        subprocess.run(["haproxy", "-D", "-f", str(self.config), "-p", str(self.pidfile)], check=True)
-        wait_for_port(SINGLE_ADDRESS, SINGLE_PORT, timeout=10)
+        self.config.write_text(self.text)
+        try:
+            self._haproxy("-c", "-q", "-f", str(self.config))
+            self._haproxy("-D", "-f", str(self.config), "-p", str(self.pidfile))
+            for address, port in self.listens:
+                wait_for_port(address, port, timeout=10)
+        except BaseException:
+            self.stop()
+            raise
         return self
 
-    def __exit__(self, *exc):
+    def _haproxy(self, *args):
+        # A refusal ends the run like any other: with HAProxy's own words, and what was measured so far written.
+        done = subprocess.run(["haproxy", *args], capture_output=True, text=True, timeout=30)
+        if done.returncode:
+            raise BenchError(f"haproxy {' '.join(args)}: {(done.stderr or done.stdout).strip()[-500:]}")
+
+    def stop(self):
         stop_pidfile(self.pidfile)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def single_haproxy(servers):
+    return PlainHaproxy("single-haproxy", single_haproxy_config(servers), [(SINGLE_ADDRESS, SINGLE_PORT)])
+
+
+def responders():
+    return PlainHaproxy("responders", responders_config(RESPONDERS), [(a, p) for _, a, p in RESPONDERS])
 
 
 # --- the cluster through its shared WUI ---------------------------------------------------------
@@ -270,12 +408,56 @@ class Wui:
             time.sleep(poll)
         raise BenchError(f"node {n} did not show {'/'.join(wanted)} within {timeout} s (now {self.status(n)})")
 
-    def add_real_servers(self, real_servers):
+    def service_pk(self, address, port):
         listing = self.fetch("/virtual-services/")
-        pk = re.search(r'/virtual-services/(\d+)/"', listing).group(1)
-        for _, address, port in real_servers.servers:
+        found = re.search(rf'data-vs="{re.escape(address)}:{port}">\s*<td><a href="/virtual-services/(\d+)/"', listing)
+        if not found:
+            raise BenchError(f"Virtual Services lists no {address}:{port}")
+        return int(found.group(1))
+
+    def add_service(self, name, port, like):
+        """A new Virtual Service on like's address, its settings copied from like's page: those the cluster took."""
+        source = self.service_pk(*like)
+        form = FormFields(f"/virtual-services/{source}/")
+        form.feed(self.fetch(f"/virtual-services/{source}/"))
+        self.post("/virtual-services/add", form.fields | {"name": name, "port": port}, "/virtual-services/add")
+        return self.service_pk(like[0], port)
+
+    def add_real_servers(self, pk, servers):
+        for _, address, port in servers:
             fields = {"address": address, "port": port, "weight": 1, "enabled": "on"}
             self.post(f"/virtual-services/{pk}/real-servers/add", fields, f"/virtual-services/{pk}/")
+
+
+class FormFields(HTMLParser):
+    """What a browser would submit from the form that posts to action, as the page filled it in."""
+
+    def __init__(self, action):
+        super().__init__()
+        self.action, self.fields = action, {}
+        self._inside, self._select = False, None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "form":
+            self._inside = attrs.get("action") == self.action
+        elif not self._inside or attrs.get("name") == "csrfmiddlewaretoken":
+            return  # the token is the one of the page posted from
+        elif tag == "input" and attrs.get("name") and attrs.get("type") != "submit":
+            if attrs.get("type") != "checkbox":
+                self.fields[attrs["name"]] = attrs.get("value") or ""
+            elif "checked" in attrs:
+                self.fields[attrs["name"]] = attrs.get("value") or "on"
+        elif tag == "select":
+            self._select = attrs.get("name")
+        elif tag == "option" and self._select and "selected" in attrs:
+            self.fields[self._select] = attrs.get("value", "")
+
+    def handle_endtag(self, tag):
+        if tag == "form":
+            self._inside = False
+        elif tag == "select":
+            self._select = None
 
 
 def carried_by(n, timeout):
@@ -289,26 +471,33 @@ def carried_by(n, timeout):
     raise BenchError(f"node {n} carried no request through {VS_ADDRESS}:{VS_PORT} within {timeout} s")
 
 
-def wait_for_routing():
-    """The admin's HAProxy answers on the VS address with a real server's answer, through every node."""
+def wait_for_routing(port, servers):
+    """The admin's HAProxy answers on VS_ADDRESS:port with one of these real servers, through every node."""
+    names = {name for name, _, _ in servers}
     deadline = time.monotonic() + ROUTE_WAIT_S
     last = None
     while time.monotonic() < deadline:
-        server, node, last = get(VS_ADDRESS, VS_PORT, timeout=1)
-        if server:
+        server, node, last = get(VS_ADDRESS, port, timeout=1)
+        if server in names:
             break
+        last = last or f"answered by {server}, not one of {sorted(names)}"
         time.sleep(0.2)
     else:
         raise BenchError(
-            f"nothing routed http://{VS_ADDRESS}:{VS_PORT}/ to a real server within {ROUTE_WAIT_S} s (last: {last}): "
+            f"nothing routed http://{VS_ADDRESS}:{port}/ to a real server within {ROUTE_WAIT_S} s (last: {last}): "
             "the admin node's HAProxy is not running or not rendering the Virtual Service; is the data plane in?"
         )
     seen, started = set(), time.monotonic()
     while seen != set(NODES) and time.monotonic() - started < ROUTE_WAIT_S:
-        seen.add(get(VS_ADDRESS, VS_PORT, timeout=1)[1])
+        server, node, _ = get(VS_ADDRESS, port, timeout=1)
+        if server in names:
+            seen.add(node)
         seen.discard(None)
     if seen != set(NODES):
-        raise BenchError(f"only nodes {sorted(seen)} carried requests within {ROUTE_WAIT_S} s, not all of {NODES}")
+        raise BenchError(
+            f"only nodes {sorted(seen)} carried requests to {VS_ADDRESS}:{port} within {ROUTE_WAIT_S} s, "
+            f"not all of {NODES}"
+        )
 
 
 def build_cluster(password):
@@ -334,11 +523,32 @@ def setup_cluster(cluster, password, real_servers):
     create_cluster(cluster)
     wui = Wui(cluster.shared_url, password)
     wui.post("/cluster-control/parameter/drain_time", {"drain_time": DRAIN_TIME_S}, "/cluster-control/")
-    wui.add_real_servers(real_servers)
+    wui.add_real_servers(wui.service_pk(VS_ADDRESS, VS_PORT), real_servers.servers)
     for n in NODES[1:]:
         wui.wait(n, ("up",), timeout=60)
-    wait_for_routing()
+    wait_for_routing(VS_PORT, real_servers.servers)
     return wui
+
+
+def throughput(cluster, wui, fast, result):
+    """wrk through the cluster and through one plain HAProxy, both over the responders, the cluster up for both."""
+    pk = wui.add_service("Bench throughput", FAST_PORT, like=(VS_ADDRESS, VS_PORT))
+    wui.add_real_servers(pk, RESPONDERS)
+    wait_for_routing(FAST_PORT, RESPONDERS)
+    with single_haproxy(RESPONDERS) as single:
+        server, _, error = get(SINGLE_ADDRESS, SINGLE_PORT)
+        if server not in {name for name, _, _ in RESPONDERS}:
+            raise BenchError(f"{SINGLE_ADDRESS}:{SINGLE_PORT} did not answer from a responder: {error or server}")
+        roles = {"single_haproxy": pids_of(single.pidfile), "responders": pids_of(fast.pidfile)}
+        result["single_haproxy"] = wrk(SINGLE_ADDRESS, SINGLE_PORT, roles)
+    print(f"single HAProxy: {result['single_haproxy']['rps']:.0f} requests/s", flush=True)
+    # node1 is the admin node: its one HAProxy is both the spreader and node 1's Layer 7 frontend.
+    roles = {f"node{n}": pids_of(cluster.node(n).home / "haproxy" / "haproxy.pid") for n in NODES}
+    result["cluster"] = wrk(VS_ADDRESS, FAST_PORT, roles | {"responders": pids_of(fast.pidfile)})
+    result["cluster_rps"] = result["cluster"]["rps"]
+    result["single_haproxy_rps"] = result["single_haproxy"]["rps"]
+    result["ratio"] = round(result["cluster_rps"] / result["single_haproxy_rps"], 3)
+    print(f"cluster: {result['cluster_rps']:.0f} requests/s (ratio {result['ratio']})", flush=True)
 
 
 # --- scenarios -----------------------------------------------------------------------------------
@@ -438,22 +648,21 @@ def main():
     }
     password = secrets.token_urlsafe(12)
     real_servers = RealServers(PREFIX, root=WORK / "real-servers")
+    fast = responders()
+    result["real_servers"] = {
+        "throughput": {"kind": "HAProxy responders (http-request return)", "servers": RESPONDERS},
+        "scenarios": {"kind": "tests/harness/real_servers.py", "servers": real_servers.servers},
+    }
     cluster = build_cluster(password)
     failed = None
     try:
         real_servers.start()
-        # What the real servers alone can do: if this is near the figures below, they are the bound.
-        _, address, port = real_servers.servers[0]
-        result["one_real_server"] = wrk(address, port)
-        with SingleHaproxy(real_servers):
-            result["single_haproxy"] = wrk(SINGLE_ADDRESS, SINGLE_PORT)
-        print(f"single HAProxy: {result['single_haproxy']['rps']:.0f} requests/s", flush=True)
+        fast.start()
+        # A responder with no proxy in front: were the figures below near it, the responders would be the bound.
+        _, address, port = RESPONDERS[0]
+        result["one_responder"] = wrk(address, port, {"responders": pids_of(fast.pidfile)})
         wui = setup_cluster(cluster, password, real_servers)
-        result["cluster"] = wrk(VS_ADDRESS, VS_PORT)
-        result["cluster_rps"] = result["cluster"]["rps"]
-        result["single_haproxy_rps"] = result["single_haproxy"]["rps"]
-        result["ratio"] = round(result["cluster_rps"] / result["single_haproxy_rps"], 3)
-        print(f"cluster: {result['cluster_rps']:.0f} requests/s (ratio {result['ratio']})", flush=True)
+        throughput(cluster, wui, fast, result)
         for name, scenario in (
             ("drain", lambda: drain(wui)),
             ("kill", lambda: kill(cluster, wui)),
@@ -466,6 +675,7 @@ def main():
         result["error"] = failed
     finally:
         cluster.stop()
+        fast.stop()
         real_servers.stop()
         RESULT.parent.mkdir(parents=True, exist_ok=True)
         RESULT.write_text(json.dumps(result, indent=2) + "\n")
