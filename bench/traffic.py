@@ -238,7 +238,8 @@ class Loop:
         for thread in self._threads:
             thread.join()
 
-    def summary(self, since=None):
+    def summary(self, since=None, victim=None):
+        """since: the fault's moment; victim: the node it struck (None: any), for the requests in flight then."""
         samples = self.samples
         failures = [s for s in samples if s[3]]
         by_node = {}
@@ -249,6 +250,13 @@ class Loop:
         result = {"requests": len(samples), "failed": len(failures), "by_node": by_node}
         result["rps"] = round(len(samples) / span, 1) if span else 0
         result["failures"] = sorted({s[3] for s in failures})[:5]  # the kinds, not thousands of lines
+        durations = sorted(s[1] - s[0] for s in samples)
+        result["p99_ms"] = round(durations[int(len(durations) * 0.99)] * 1000, 1) if durations else None
+        if since is not None:
+            # A failed request has no node: it counts as the victim's when it was in flight at the fault.
+            result["in_flight_at_fault"] = sum(
+                1 for s in samples if s[0] <= since < s[1] and (victim is None or s[2] == victim or s[3])
+            )
         if since is not None and failures:
             result["first_failure_s"] = round(min(s[0] for s in failures) - since, 3)
             result["last_failure_s"] = round(max(s[1] for s in failures) - since, 3)
@@ -581,7 +589,7 @@ def drain(wui):
         time.sleep(max(0.0, disabled + 10 - time.monotonic()))
     for thread in slow_threads:
         thread.join()
-    result = loop.summary(since=disabled)
+    result = loop.summary(since=disabled, victim=victim)
     after, still = loop.last_start_via(victim, disabled)
     result["no_new_connections_after_s"], result["still_taking_at_end"] = after, still
     result["requests_via_node_after_disable"] = sum(1 for s in loop.samples if s[2] == victim and s[0] > disabled)
@@ -606,7 +614,7 @@ def kill(cluster, wui):
         down_shown = wui.wait(victim.n, ("down",), timeout=15)
         stopper.join()
         time.sleep(max(0.0, killed + 10 - time.monotonic()))
-    result = loop.summary(since=killed)
+    result = loop.summary(since=killed, victim=victim.n)
     result["last_via_node_s"], result["still_taking_at_end"] = loop.last_start_via(victim.n, killed)
     result["page_down_after_s"] = down_shown
     result["stop_s"] = round(stopped[0] - killed, 3)
@@ -638,6 +646,18 @@ def rolling_reboot(cluster, wui):
 # --- the run -------------------------------------------------------------------------------------
 
 
+def headline(name, figures):
+    """The issue's summary of one scenario; recovered_s is from the fault to the last failed request (0: none)."""
+    return {
+        "name": name,
+        "sent": figures["requests"],
+        "failed": figures["failed"],
+        "p99_ms": figures["p99_ms"],
+        "in_flight_at_fault": figures.get("in_flight_at_fault"),
+        "recovered_s": figures.get("last_failure_s", 0.0),
+    }
+
+
 def main():
     result = {"machine": machine()}
     result["bounds"] = {
@@ -653,6 +673,7 @@ def main():
         "throughput": {"kind": "HAProxy responders (http-request return)", "servers": RESPONDERS},
         "scenarios": {"kind": "tests/harness/real_servers.py", "servers": real_servers.servers},
     }
+    result["scenarios"] = []
     cluster = build_cluster(password)
     failed = None
     try:
@@ -670,6 +691,7 @@ def main():
         ):
             result[name] = scenario()
             print(f"{name}: {json.dumps(result[name])}", flush=True)
+            result["scenarios"].append(headline(name, result[name]))
     except (BenchError, HarnessError) as exc:
         failed = str(exc)
         result["error"] = failed
