@@ -24,6 +24,7 @@ import os
 import re
 import resource
 import secrets
+import signal
 import subprocess
 import sys
 import threading
@@ -608,7 +609,11 @@ def kill(cluster, wui):
     stopped = []
     with Loop() as loop:
         time.sleep(2)
+        # The node's data plane dies at once (SIGKILL, as a power cut), then the rest of its services:
+        # the failures and the recovery are counted from the moment it stopped carrying traffic.
         killed = time.monotonic()
+        for pid in (victim.home / "haproxy" / "haproxy.pid").read_text().split():
+            os.kill(int(pid), signal.SIGKILL)
         stopper = threading.Thread(target=lambda: (victim.stop(), stopped.append(time.monotonic())))
         stopper.start()
         down_shown = wui.wait(victim.n, ("down",), timeout=15)
