@@ -32,9 +32,13 @@ def test_enable_takes_a_node_into_rotation_only_after_30_seconds_up(admin_client
     unit = units.node(2)
     node = add_enabled(admin_client, unit)
     wait_until(lambda: unit_state(unit, "traffic.json").get("accepting") is True, 15)
-    # A health round has noted the Virtual Service and the node's good answer since Enable.
+    # A health round has noted the Virtual Service and the node's good answer since Enable, in which it
+    # says it takes new connections (Enable's own write comes before that answer).
     node = wait_until(
-        lambda: Cluster.get().services_since and (n := Node.objects.get(pk=node.pk)).healthy_since and n, 10
+        lambda: (
+            Cluster.get().services_since and (n := Node.objects.get(pk=node.pk)).healthy_since and n.accepting and n
+        ),
+        10,
     )
     assert status_of(unit.address) == Status.STARTING
 
