@@ -97,16 +97,21 @@ def pids_of(pidfile):
         return []
 
 
+def _cpu_of(stat):
+    """User + system CPU seconds in a /proc/PID/stat line (all the process's threads)."""
+    fields = stat.rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime: fields 14, 15 of proc(5)
+
+
 def cpu_seconds(pids):
-    """User + system CPU seconds the processes (all their threads) have used so far; 0 for a gone one."""
-    total = 0
+    """CPU seconds the processes have used so far; 0 for a gone one."""
+    total = 0.0
     for pid in pids:
         try:
-            stat = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+            total += _cpu_of(Path(f"/proc/{pid}/stat").read_text())
         except OSError:
             continue
-        total += int(stat[11]) + int(stat[12])  # utime, stime: fields 14 and 15 of proc(5)
-    return total / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def every_process():
@@ -122,8 +127,7 @@ def every_process():
             continue
         words = [Path(w.decode(errors="replace")).name for w in argv if w and not w.startswith(b"-")][:2]
         label = " ".join(words) or stat.partition("(")[2].rpartition(")")[0]
-        fields = stat.rpartition(")")[2].split()
-        found[int(entry.name)] = (label[:60], (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
+        found[int(entry.name)] = (label[:60], _cpu_of(stat))
     return found
 
 
@@ -612,8 +616,8 @@ def kill(cluster, wui):
         # The node's data plane dies at once (SIGKILL, as a power cut), then the rest of its services:
         # the failures and the recovery are counted from the moment it stopped carrying traffic.
         killed = time.monotonic()
-        for pid in (victim.home / "haproxy" / "haproxy.pid").read_text().split():
-            os.kill(int(pid), signal.SIGKILL)
+        for pid in pids_of(victim.home / "haproxy" / "haproxy.pid"):
+            os.kill(pid, signal.SIGKILL)
         stopper = threading.Thread(target=lambda: (victim.stop(), stopped.append(time.monotonic())))
         stopper.start()
         down_shown = wui.wait(victim.n, ("down",), timeout=15)
