@@ -7,6 +7,10 @@ from django.contrib.auth.views import redirect_to_login
 from django.http import HttpResponse
 from django.shortcuts import resolve_url
 
+# The APIs answer 401 themselves (a script cannot follow a redirect to a login form); their pages
+# for people (the interactive documentation) ask for the login on their own.
+API_PATHS = ("/api/", "/access")
+
 
 class LoginRequiredMiddleware(middleware.LoginRequiredMiddleware):
     """An htmx request whose session has ended sends the whole window to the login page.
@@ -14,6 +18,11 @@ class LoginRequiredMiddleware(middleware.LoginRequiredMiddleware):
     Followed as a plain redirect, the login page would be swapped into the page that asked,
     and its autofocus would take the keystrokes typed into the page around it.
     """
+
+    def process_view(self, request, view_func, view_args, view_kwargs):
+        if request.path_info.startswith(API_PATHS):
+            return None
+        return super().process_view(request, view_func, view_args, view_kwargs)
 
     def handle_no_permission(self, request, view_func):
         if request.headers.get("HX-Request") != "true":
