@@ -24,7 +24,7 @@ lane() {
 # The split keeps the lanes about equal in time: tests/cluster is more than half of the suite, so
 # its two longest browser walks go with the rest.
 walks="tests/cluster/test_operator_browser.py tests/cluster/test_browser.py"
-lane a 127.0.11 15 tests/cluster $(printf -- '--ignore=%s ' $walks) "$@" &
+lane a 127.0.11 15 tests/cluster tests/api $(printf -- '--ignore=%s ' $walks) "$@" &
 a=$!
 lane b 127.0.13 14 tests/foundation tests/firmware tests/backup $walks "$@" &
 b=$!

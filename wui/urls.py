@@ -9,6 +9,8 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    path("api/v1/", include("wui.api.urls")),
+    path("", include("wui.access.urls")),
     path("", include("cluster.urls")),
     path("update-software/", include("firmware.urls")),
 ]

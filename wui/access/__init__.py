@@ -1,0 +1,1 @@
+"""The LoadMaster-compatible API: /access/<command> (XML) and /accessv2 (JSON)."""
