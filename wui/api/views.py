@@ -655,6 +655,11 @@ class BackupView(ApiView):
         return _backup_file(request, _truthy(body.get("include_users")), str(body.get("passphrase") or ""))
 
 
+def _restore_refused(who, exc, refusal):
+    events.operator_action(who, f"Restore refused: {exc}")
+    return refusal(f"The backup was refused. {exc}. Nothing was changed.")
+
+
 class RestoreView(StreamedUpload):
     directory = staticmethod(lambda: backup.backup_dir() / "incoming")
     suffix = ".tar.gz"
@@ -671,12 +676,15 @@ class RestoreView(StreamedUpload):
         if upload is None:
             raise errors.BadInput("Choose a backup file first.", {"backup": ["This field is required."]})
         who = actor(request)
+        # A file that is no good is bad input (400); one this cluster cannot take now is refused (409).
         try:
             found = backup.read(upload.temporary_file_path(), passphrase=request.data.get("passphrase") or None)
+        except backup.BackupError as exc:
+            raise _restore_refused(who, exc, errors.BadInput) from exc
+        try:
             generation, report = backup.restore(found, who, convert=_truthy(request.data.get("convert")))
         except backup.BackupError as exc:
-            events.operator_action(who, f"Restore refused: {exc}")
-            raise errors.Refused(f"The backup was refused. {exc}. Nothing was changed.") from exc
+            raise _restore_refused(who, exc, errors.Refused) from exc
         if report.target == "cluster" and report.changed:
             row = Rollout.objects.filter(kind=Rollout.Kind.RESTORE).first()
             return accepted(operations.of_rolling(row, "restore"))
