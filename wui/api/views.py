@@ -22,7 +22,7 @@ from cluster.configuration import rules as config
 from cluster.logs.views import LogFilter
 from cluster.membership import rules as membership
 from cluster.membership.forms import AddNodeForm, DrainTimeForm, VirtualIdForm
-from cluster.models import ConfigGeneration, Event, Interface, Node, Rollout, RolloutNode, VirtualService
+from cluster.models import Cluster, ConfigGeneration, Event, Interface, Node, Rollout, RolloutNode, VirtualService
 from cluster.network import document as network
 from cluster.network import rules as network_rules
 from cluster.rollout import rules as rollout
@@ -68,13 +68,12 @@ def actor(request):
 
 def fields(request, allowed):
     """The body's known fields as a plain dict; a field sent as a list or an object is refused."""
-    data = request.data if hasattr(request.data, "items") else {}
     if not hasattr(request.data, "items"):
         raise errors.BadInput("Send a JSON object.")
     out = {}
     for name in allowed:
-        if name in data:
-            value = data[name]
+        if name in request.data:
+            value = request.data[name]
             if isinstance(value, (list, dict)):
                 raise errors.BadInput(f"{name}: send a single value.", {name: ["not a single value"]})
             out[name] = value
@@ -272,8 +271,6 @@ class VirtualServiceList(ApiView):
     @doc({201: serializers.VirtualService_}, request=serializers.VirtualServiceIn)
     @checked
     def post(self, request):
-        from cluster.models import Cluster
-
         defaults = model_to_dict(VirtualService(address=Cluster.get().shared_address), serializers.VS_FIELDS)
         try:
             vs, _ = vs_rules.save_service(actor(request), {**defaults, **fields(request, serializers.VS_FIELDS)})
