@@ -1,8 +1,6 @@
 """/api/v1/: the REST API, its OpenAPI schema and its documentation page."""
 
-from django.http import JsonResponse
 from django.urls import path, re_path
-from django.views.decorators.csrf import csrf_exempt
 
 from wui.api import docs, views
 
@@ -44,10 +42,4 @@ urlpatterns = [
 ]
 
 
-@csrf_exempt
-def not_found(request, rest=""):
-    """An unknown /api/v1/ address, or a path parameter of the wrong kind: 404 in JSON, as every answer here."""
-    return JsonResponse({"detail": "No such API endpoint."}, status=404)
-
-
-urlpatterns.append(re_path(r"^(?P<rest>.*)$", not_found))
+urlpatterns.append(re_path(r"^(?P<rest>.*)$", views.NotFound.as_view()))

@@ -62,6 +62,17 @@ class ApiView(APIView):
         return errors.handle
 
 
+class NotFound(ApiView):
+    """Any other /api/v1/ address, or a path parameter of the wrong kind: 404 in JSON (after the login)."""
+
+    schema = None
+
+    def get(self, request, rest):
+        raise Http404("No such API endpoint.")
+
+    post = put = patch = delete = get
+
+
 def actor(request):
     return events.Actor.of(request)
 
@@ -237,7 +248,8 @@ class NodeReboot(ApiView):
             rollout.reboot(node.pk, actor(request))
         except membership.Refused as exc:
             raise errors.Refused(str(exc)) from exc
-        mark = RolloutNode.objects.select_related("node").filter(node=node).order_by("-reboot_requested_at").first()
+        marks = RolloutNode.objects.select_related("node").filter(node=node, reboot_requested_at__isnull=False)
+        mark = marks.order_by("-reboot_requested_at").first()
         return accepted(operations.of_reboot(mark))
 
 
