@@ -10,6 +10,7 @@ urlpatterns = [
     path("nodes/<int:number>", views.NodeDetail.as_view(), name="api_node"),
     path("nodes/<int:number>/enable", views.NodeEnable.as_view(), name="api_node_enable"),
     path("nodes/<int:number>/disable", views.NodeDisable.as_view(), name="api_node_disable"),
+    path("nodes/<int:number>/resync", views.NodeResync.as_view(), name="api_node_resync"),
     path("nodes/<int:number>/reboot", views.NodeReboot.as_view(), name="api_node_reboot"),
     re_path(r"^operations/(?P<op_id>[a-z-]+-[0-9]+)$", views.OperationView.as_view(), name="api_operation"),
     path("virtual-services", views.VirtualServiceList.as_view(), name="api_virtual_services"),

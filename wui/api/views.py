@@ -239,6 +239,12 @@ class NodeDisable(NodeAction):
     rule = staticmethod(membership.disable)
 
 
+class NodeResync(NodeAction):
+    """Send the whole newest configuration to the node again."""
+
+    rule = staticmethod(membership.resync)
+
+
 class NodeReboot(ApiView):
     @doc({202: serializers.Operation}, request=serializers.Write)
     @checked
@@ -664,9 +670,9 @@ class BackupView(ApiView):
         return _backup_file(request, _truthy(body.get("include_users")), str(body.get("passphrase") or ""))
 
 
-def _restore_refused(who, exc, refusal):
-    events.operator_action(who, f"Restore refused: {exc}")
-    return refusal(f"The backup was refused. {exc}. Nothing was changed.")
+def _restore_refused(who, why, refusal):
+    events.operator_action(who, f"Restore refused: {why}")
+    return refusal(f"The backup was refused. {why}. Nothing was changed.")
 
 
 class RestoreView(StreamedUpload):
@@ -690,8 +696,17 @@ class RestoreView(StreamedUpload):
             found = backup.read(upload.temporary_file_path(), passphrase=request.data.get("passphrase") or None)
         except backup.BackupError as exc:
             raise _restore_refused(who, exc, errors.BadInput) from exc
+        convert = _truthy(request.data.get("convert"))
+        if not convert and (items := backup.compatibility(found).items):
+            # The WUI lists these and asks; a script is told them, and sends convert=1 to accept them.
+            said = "; ".join(
+                f"{i.setting}: {i.problem}" + (f" ({i.conversion})" if i.conversion else "") for i in items
+            )
+            raise _restore_refused(
+                who, f"It has {len(items)} setting(s) this unit cannot take as they are: {said}", errors.Refused
+            )
         try:
-            generation, report = backup.restore(found, who, convert=_truthy(request.data.get("convert")))
+            generation, report = backup.restore(found, who, convert=convert)
         except backup.BackupError as exc:
             raise _restore_refused(who, exc, errors.Refused) from exc
         if report.target == "cluster" and report.changed:
