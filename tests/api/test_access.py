@@ -466,7 +466,7 @@ def test_restorepatch_and_reboot_say_what_they_cannot_do(script, cluster):
 # --- /accessv2 --------------------------------------------------------------------------------------
 
 
-def test_accessv2_runs_the_same_commands_as_json(script, admin_user, cluster):
+def test_accessv2_runs_the_same_commands_as_json(script, admin_user, cluster, tmp_path):
     _, raw = keys.create(admin_user, "deploy", read_only=False)
     status, answer = v2(script, "listvs", apikey=raw)
     assert (status, answer["code"], answer["status"]) == (200, 200, "ok")
@@ -490,7 +490,7 @@ def test_accessv2_runs_the_same_commands_as_json(script, admin_user, cluster):
     status, answer = v2(script, "backup", apikey=raw)
     assert status == 200 and answer["filename"].startswith("flotilla-backup-")
     # The file comes base64-encoded in the JSON, and is a backup this cluster reads back.
-    path = backup.backup_dir() / "from-json.tar.gz"
+    path = tmp_path / "from-json.tar.gz"
     path.write_bytes(base64.b64decode(answer["file"]))
     assert backup.read(path).origin == "cluster"
 
