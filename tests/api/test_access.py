@@ -502,6 +502,9 @@ def test_accessv2_failures_are_json(script, admin_user):
     assert (status, answer) == (400, {"code": 400, "message": "Unknown command", "status": "fail"})
     status, answer = v2(script, "restore", apiuser="admin", apipass=ADMIN_PASSWORD, Type=1)
     assert status == 422 and "send it to /access/restore" in answer["message"]
-    response = script.post("/accessv2", "not json", content_type="application/json")
-    assert response.status_code == 400 and response.json()["status"] == "fail"
-    assert script.get("/accessv2").status_code == 405
+    # Without credentials nothing else is said; with them, what is wrong with the request.
+    assert script.post("/accessv2", "not json", content_type="application/json").status_code == 401
+    assert script.get("/accessv2").status_code == 401
+    response = script.post("/accessv2", "not json", content_type="application/json", HTTP_AUTHORIZATION=BASIC)
+    assert response.status_code == 400 and response.json()["message"] == 'The body must be a JSON object with "cmd"'
+    assert script.get("/accessv2", HTTP_AUTHORIZATION=BASIC).status_code == 405

@@ -14,7 +14,8 @@ from django.test import Client
 from cluster import ssh
 from cluster.models import Cluster, Event, Node
 from nodes import agent
-from tests.helpers import ADMIN_PASSWORD, host_key
+from nodes.agent import dataplane
+from tests.helpers import ADMIN_PASSWORD, alive, host_key, wait_until
 
 pytestmark = pytest.mark.django_db
 
@@ -35,7 +36,10 @@ def unit_home(settings, tmp_path, monkeypatch, admin_user):
     }
     (home / "node.json").write_text(json.dumps(node))
     monkeypatch.setenv("NODE_HOME", str(home))
-    return home
+    yield home
+    # An admin unit starts its HAProxy (the spreader) as a real unit does: stopped as its reboot would.
+    stopped = dataplane.stop()
+    wait_until(lambda: not any(alive(pid) for pid in stopped), 5)
 
 
 def access(command, **params):

@@ -20,9 +20,9 @@ UNKNOWN_COMMAND = "Unknown command"
 MAX_JSON_BYTES = 64 * 1024
 
 
-def _run(request, name, params, write, via_json=False):
+def _run(request, name, params, write, via_json=False, caller=None):
     try:
-        caller = auth.caller(request, params)
+        caller = caller or auth.caller(request, params)
         command = _command(name, via_json)
         if command.changes and caller.read_only:
             raise Failure("This API key is read-only: it may not change anything", 403)
@@ -57,18 +57,23 @@ def access(request, command):
 
 @csrf_exempt
 def accessv2(request):
-    if request.method != "POST":
-        return answers.json_answer(failure=Failure('Send a POST with a JSON object: {"cmd": ..., ...}', 405))
     body = request.read(MAX_JSON_BYTES + 1)
-    if len(body) > MAX_JSON_BYTES:
-        return answers.json_answer(failure=Failure(f"The request is over {MAX_JSON_BYTES // 1024} KiB", 413))
     try:
-        params = json.loads(body)
+        params = json.loads(body) if body else None
     except ValueError:
         params = None
+    given = params if isinstance(params, dict) else {}
+    # Who calls comes first: a stranger learns nothing, not even what is wrong with the request.
+    try:
+        caller = auth.caller(request, given)
+    except Failure as failure:
+        return answers.json_answer(failure=failure)
+    if request.method != "POST":
+        return answers.json_answer(failure=Failure('Send a POST with a JSON object: {"cmd": ..., ...}', 405))
+    if len(body) > MAX_JSON_BYTES:
+        return answers.json_answer(failure=Failure(f"The request is over {MAX_JSON_BYTES // 1024} KiB", 413))
     if not isinstance(params, dict):
         return answers.json_answer(failure=Failure('The body must be a JSON object with "cmd"', 400))
     name = str(params.pop("cmd", "")).replace(".", "/")
-    return _run(
-        request, name, {k: v for k, v in params.items() if not isinstance(v, (dict, list))}, answers.json_answer, True
-    )
+    params = {k: v for k, v in params.items() if not isinstance(v, dict | list)}
+    return _run(request, name, params, answers.json_answer, via_json=True, caller=caller)
