@@ -2,8 +2,10 @@
 files in the body, XML parsed back; and the same commands as JSON through /accessv2."""
 
 import base64
+import hashlib
 import io
 import json
+import os
 import tarfile
 from urllib.parse import urlencode
 from xml.etree import ElementTree
@@ -15,7 +17,7 @@ from django.utils import timezone
 
 from cluster.backup import rules as backup
 from cluster.models import Cluster, Event, Interface, JoinRequest, Node, RealServer, Rollout, VirtualService
-from firmware import patch
+from firmware import install, patch
 from tests.helpers import ADMIN_PASSWORD, BACKUP_SHARED, make_cluster
 from wui.api import keys
 
@@ -73,7 +75,12 @@ def access(client, command, auth=BASIC, body=None, **params):
     if body is None:
         return Answer(client.get(url, params, **headers))
     response = client.generic(
-        "POST", f"{url}?{urlencode(params)}", body, content_type="application/octet-stream", **headers
+        # curl --data-binary labels the file as a form, as scripts send it.
+        "POST",
+        f"{url}?{urlencode(params)}",
+        body,
+        content_type="application/x-www-form-urlencoded",
+        **headers,
     )
     return Answer(response) if response["Content-Type"].startswith("text/xml") else response
 
@@ -226,7 +233,9 @@ def test_deletenode_only_for_a_disabled_node_and_it_answers_once_accepted(script
     refused(access(script, "cluster/deletenode", NodeId="1"), 422, "The admin node holds the shared address")
     Node.objects.filter(number=3).update(enabled=False, disabled_at=timezone.now() - timezone.timedelta(hours=1))
     answer = access(script, "cluster/deletenode", NodeId="3")
-    assert answer.ok and answer.data("Message") == "Node 3 is being deleted."
+    assert answer.ok and answer.data("Message") == (
+        "Node 3 is being deleted. cluster/status lists it (Deleting: Y) until it has left the cluster."
+    )
     assert Node.objects.get(number=3).removing
     assert access(script, "cluster/status").all("Node")[2].findtext("Deleting") == "Y"
 
@@ -406,10 +415,12 @@ def key(settings):
     return private
 
 
-def build_patch(tmp_path, key, version="1.1.0"):
+def build_patch(tmp_path, key, version="1.1.0", extra=b""):
     payload = tmp_path / f"payload-{version}"
     (payload / "nodes").mkdir(parents=True, exist_ok=True)
     (payload / "nodes" / "agent.py").write_text(f'VERSION = "{version}"\n')
+    if extra:
+        (payload / "nodes" / "data.bin").write_bytes(extra)
     path = tmp_path / f"flotilla-{version}.patch"
     patch.build(path, payload, version, key)
     return path.read_bytes()
@@ -443,6 +454,16 @@ def test_installpatch_validates_the_body_and_answers_once_the_update_is_under_wa
         422,
         "another software update (version 1.1.0) is in progress",
     )
+
+
+def test_a_patch_larger_than_what_django_holds_in_memory_is_streamed(script, key, tmp_path, settings):
+    settings.FIRMWARE_MAX_BYTES = 8 * 2**20
+    answering_cluster()
+    body = build_patch(tmp_path, key, extra=os.urandom(3 * 2**20))
+    assert len(body) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    answer = access(script, "installpatch", body=body)
+    assert answer.ok, answer.error
+    assert install.patch_path(hashlib.sha256(body).hexdigest()).read_bytes() == body
 
 
 def test_installpatch_refusals(script, key, tmp_path, var_dir):

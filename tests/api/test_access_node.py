@@ -6,6 +6,8 @@ request the machine's init system would act on.
 
 import base64
 import json
+import urllib.error
+import urllib.request
 from xml.etree import ElementTree
 
 import pytest
@@ -116,3 +118,36 @@ def test_cluster_commands_run_on_the_shared_address(unit_home):
     )
     status, root = access("nosuchcommand")
     assert (status, root.findtext("Error")) == (400, "Unknown command")
+
+
+def test_a_real_units_own_address_answers_joincluster_with_a_code_its_join_endpoint_accepts(harness):
+    """The unit's own WUI (gunicorn, node settings) serves /access: the code it answers is the one it checks."""
+    unit = harness.node(2)
+    unit.factory_reset(only_if_changed=True)
+
+    def call(path, auth=BASIC["HTTP_AUTHORIZATION"], data=None):
+        request = urllib.request.Request(f"{unit.wui_url}{path}", data=data, headers={"Authorization": auth})
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as exc:
+            with exc:
+                return exc.code, exc.read()
+
+    wrong = "Basic " + base64.b64encode(b"admin:wrong-password").decode()
+    status, body = call("/access/cluster/status", auth=wrong)
+    assert status == 401 and ElementTree.fromstring(body).findtext("Error") == "Incorrect username or password"  # noqa: S314
+
+    status, body = call("/access/cluster/joincluster")
+    root = ElementTree.fromstring(body)  # noqa: S314 (the unit's own answer)
+    assert status == 200, root.findtext("Error")
+    code = root.findtext("Success/Data/Join/Code")
+    status, body = call("/access/cluster/status")
+    root = ElementTree.fromstring(body)  # noqa: S314
+    assert root.findtext("Success/Data/Unit/Mode") == "standalone"
+    assert root.findtext("Success/Data/Join/Code") == code
+    # What cluster/addnode on the shared address does first: the unit's join endpoint checks the code.
+    status, body = call("/cluster/join", data=json.dumps({"code": code, "check": True}).encode())
+    assert status == 200 and json.loads(body)["host_key"] == unit.host_key_line

@@ -84,10 +84,14 @@ def _node_pk(call):
     return node.pk
 
 
+# Delete answers once accepted: the node is listed (Deleting Y) until the worker has removed it.
+AFTER = {"delete": " cluster/status lists it (Deleting: Y) until it has left the cluster."}
+
+
 def _node_action(action):
     def handler(call):
         node = _refusing(ACTIONS[action], _node_pk(call), call.actor)
-        return {"Message": f"Node {node.number} {DONE[action]}."}
+        return {"Message": f"Node {node.number} {DONE[action]}.{AFTER.get(action, '')}"}
 
     return handler
 
