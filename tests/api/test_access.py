@@ -316,6 +316,7 @@ def test_listvs_and_showvs_answer_loadmasters_elements(script, cluster):
     assert shown.data("VS/NickName") == "api" and shown.data("VS/Schedule") == "lc"
     index = shown.data("VS/Index")
     assert access(script, "showvs", Index=index).data("VS/NickName") == "api"
+    assert access(script, "showvs", vs=index).data("VS/NickName") == "api"
     refused(access(script, "showvs", vs=BACKUP_SHARED, port="444", prot="tcp"), 422, "Unknown VS")
     refused(access(script, "showvs", vs=BACKUP_SHARED, port="80", prot="udp"), 422, "Unknown VS")
     refused(access(script, "showvs", vs=BACKUP_SHARED, port="80", prot="sctp"), 422, "Invalid prot")

@@ -79,8 +79,9 @@ def listvs(call):
 def _find(call):
     """The service named by Index, or by vs, port and prot as LoadMaster's scripts name it."""
     services = VirtualService.objects.prefetch_related("real_servers")
-    if call.get("Index"):
-        vs = services.filter(pk=call.integer("Index", low=1)).first()
+    if call.get("Index") or (call.get("vs", "").isdigit() and not call.has("port")):
+        # LoadMaster also takes the service's index as vs=.
+        vs = services.filter(pk=call.integer("Index" if call.get("Index") else "vs", low=1)).first()
     else:
         address, port = call.require("vs"), call.integer("port", low=1, high=65535)
         vs = services.filter(address=address, port=port, protocol=_protocol(call)).first() if _ipv4(address) else None
