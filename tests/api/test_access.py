@@ -357,6 +357,7 @@ def test_addrs_modrs_delrs(script, cluster):
     answer = access(script, "addrs", rs="10.0.0.13", rsport="8081", weight="200", **where)
     assert answer.ok and (answer.data("Rs/Addr"), answer.data("Rs/Weight")) == ("10.0.0.13", "200")
     refused(access(script, "addrs", rs="10.0.0.14", rsport="8081", weight="0", **where), 422, "Weight")
+    refused(access(script, "addrs", rs="10.0.0.14", **where), 422, "Missing parameter: rsport")
     refused(
         access(script, "addrs", rs="172.16.0.9", rsport="80", **where),
         422,

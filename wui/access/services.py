@@ -158,43 +158,40 @@ def delvs(call):
 
 
 def _find_rs(call, vs):
-    rs = (
-        next((r for r in vs.real_servers.all() if str(r.pk) == call.get("RsIndex")), None)
-        if call.has("RsIndex")
-        else None
-    )
-    if rs is None and not call.has("RsIndex"):
+    """The real server named by RsIndex, or by rs and rsport."""
+    servers = list(vs.real_servers.all())
+    if call.has("RsIndex"):
+        rs = next((r for r in servers if str(r.pk) == call.get("RsIndex")), None)
+    else:
         address, port = call.require("rs"), call.integer("rsport", low=1, high=65535)
-        rs = next((r for r in vs.real_servers.all() if r.address == address and r.port == port), None)
+        rs = next((r for r in servers if r.address == address and r.port == port), None)
     if rs is None:
         raise Failure("Unknown real server")
     return rs
 
 
-def _rs_data(call, current):
-    data = {**current}
-    for name, field in (("rs", "address"), ("rsport", "port"), ("newport", "port"), ("weight", "weight")):
-        if call.has(name):
-            data[field] = call.get(name)
-    if call.has("enable"):
-        data["enabled"] = call.flag("enable")
-    return data
-
-
 def addrs(call):
     vs = _find(call)
-    call.require("rs")
-    data = _rs_data(call, {"address": "", "port": call.get("port"), "weight": 1000, "enabled": True})
+    data = {
+        "address": call.require("rs"),
+        "port": call.require("rsport"),
+        "weight": call.get("weight", "1000"),
+        "enabled": call.flag("enable", default=True),
+    }
     _, rs, _ = _saved(rules.save_real_server, call.actor, data, vs.pk)
     return {"Rs": _rs_fields(vs, rs)}
 
 
 def modrs(call):
+    """Change a real server's weight, Enable or port (newport); it keeps its address."""
     vs = _find(call)
     rs = _find_rs(call, vs)
-    current = {"address": rs.address, "port": rs.port, "weight": rs.weight, "enabled": rs.enabled}
-    data = _rs_data(call, current)
-    data["address"], data["port"] = current["address"], data["port"] if call.has("newport") else rs.port
+    data = {
+        "address": rs.address,
+        "port": call.get("newport", str(rs.port)),
+        "weight": call.get("weight", str(rs.weight)),
+        "enabled": call.flag("enable", default=rs.enabled),
+    }
     _, rs, _ = _saved(rules.save_real_server, call.actor, data, vs.pk, rs.pk)
     return {"Rs": _rs_fields(vs, rs)}
 
