@@ -15,6 +15,7 @@ from cluster import events
 from cluster.backup import rules as backup
 from cluster.models import ConfigGeneration, Event, Interface, Node, RealServer, Rollout, VirtualService
 from tests.helpers import ADMIN_PASSWORD, make_cluster
+from wui.middleware import API_PATHS
 
 # A unit's health answer carries no data; its join endpoint is called by the cluster's
 # control plane and checks the one-time join code itself (tests/cluster/test_pages.py).
@@ -83,6 +84,7 @@ def argument(route, name, rows):
         "rs_pk": lambda: rows["real_server"].pk,
         "name": lambda: rows["saved_backup"],
         "field": lambda: "drain_time",
+        "command": lambda: "cluster/status",  # /access/<command>
     }
     if name == "pk":
         return (rows["virtual_service"] if route.startswith("virtual-services/") else rows["node"]).pk
@@ -111,6 +113,13 @@ def _assert_login_required(client, url):
         assert "/login/" in response["Location"], f"{method.upper()} {url} went to {response['Location']}"
 
 
+def _assert_answers_401(client, url):
+    """The APIs are for scripts: no redirect to a login form, a 401 they can act on."""
+    for method in ("get", "post"):
+        response = getattr(client, method)(url)
+        assert response.status_code == 401, f"{method.upper()} {url} answered {response.status_code}"
+
+
 def walk_every_url(client, urlconf, rows):
     """Visit every pattern of the URL conf; fails on a pattern it could not reach."""
     patterns = url_patterns(urlconf)
@@ -123,6 +132,8 @@ def walk_every_url(client, urlconf, rows):
         )
         if name == "login":
             assert client.get(url).status_code == 200
+        elif url.startswith(API_PATHS):
+            _assert_answers_401(client, url)
         else:
             _assert_login_required(client, url)
         visited.add(route)
