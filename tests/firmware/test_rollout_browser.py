@@ -65,10 +65,7 @@ def test_an_operator_uploads_installs_and_reboots_the_nodes_admin_last(
     expect(page.get_by_role("main")).to_contain_text(
         re.compile(r"Node 2 is still out: rebooting since \d\d:\d\d:\d\d\. One node is out at a time")
     )
-    assert dialogs == [
-        f"Reboot node 3 ({units.node(3).address}) to run version 1.1.0? "
-        "It is not drained first."
-    ]
+    assert dialogs == [f"Reboot node 3 ({units.node(3).address}) to run version 1.1.0? It is not drained first."]
     expect(row(page, 2)).to_have_attribute("data-status", "down", timeout=15_000)
     expect(row(page, 2).locator("td.version")).to_have_text("1.1.0", timeout=30_000)
     expect(row(page, 2)).to_have_attribute("data-status", "starting", timeout=15_000)
