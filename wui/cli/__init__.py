@@ -479,14 +479,15 @@ def vs_show(state, service):
 
 @vs.command("add")
 @click.option("--name", required=True)
-@click.option("--address", required=True, help="The Virtual Address.")
+@click.option("--address", help="The Virtual Address (default: the cluster's shared address).")
 @click.option("--port", required=True, type=int)
-@click.option("--protocol", default="tcp", show_default=True, type=click.Choice(["tcp", "udp"]))
+@click.option("--protocol", type=click.Choice(["tcp", "udp"]), help="[default: tcp]")
 @set_option
 @pass_state
 def vs_add(state, name, address, port, protocol, pairs):
-    """Create a Virtual Service."""
-    body = {"name": name, "address": address, "port": port, "protocol": protocol, **parse_settings(pairs)}
+    """Create a Virtual Service (the fields not given take the WUI form's defaults)."""
+    given = {"name": name, "address": address, "port": port, "protocol": protocol}
+    body = {**{k: v for k, v in given.items() if v is not None}, **parse_settings(pairs)}
     service = state.client.call("POST", "/virtual-services", json_body=body).body
     emit(
         state, service, lambda s: click.echo(f"Virtual Service {ident(s)} created: {s.get('address')}:{s.get('port')}.")
