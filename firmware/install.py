@@ -18,6 +18,7 @@ from cluster.network.document import update_addresses
 from cluster.rollout import versions
 from cluster.rollout.rules import Refused, preflight
 from firmware import patch
+from nodes.agent.formats import replace_durably
 
 STAGE_TIMEOUT = 120  # the node reads and unpacks the whole patch
 PROGRESS_EVERY = 0.5  # seconds between progress writes while sending
@@ -29,6 +30,45 @@ def patch_dir():
 
 def patch_path(sha256):
     return patch_dir() / f"{sha256}.patch"
+
+
+class Busy(Refused):
+    """Another update or a restore's reboots are under way."""
+
+
+def accept(path, allow_downgrade=False):
+    """An uploaded patch at ``path``: verified, then kept for installing; its manifest.
+
+    Refused (Busy while an update or a restore's reboots are under way), or patch.PatchError.
+    """
+    if (active := Rollout.active()) is not None:
+        raise Busy(active.busy)
+    if path is None:
+        raise Refused("Choose a software update file first.")
+    manifest = patch.verify(
+        path,
+        settings.FIRMWARE_TRUSTED_KEYS,
+        settings.FIRMWARE_MAX_BYTES,
+        versions.cluster_version(),
+        allow_downgrade=allow_downgrade,
+    )
+    # Named by its sha256 and renamed into place: a reader sees the whole patch or none; the rename
+    # itself must survive a power loss once we have said "validated".
+    replace_durably(path, patch_dir() / f"{manifest.sha256}.patch")
+    return manifest
+
+
+def kept_patches():
+    """The validated patches kept on this unit, newest first."""
+    paths = sorted(patch_dir().glob("*.patch"), key=lambda p: p.stat().st_mtime, reverse=True)
+    kept = []
+    for path in paths:
+        try:
+            manifest = patch.read_manifest(path)
+        except patch.PatchError:
+            continue
+        kept.append(replace(manifest, sha256=path.stem, size=path.stat().st_size))
+    return kept
 
 
 def start(sha256, actor):

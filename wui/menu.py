@@ -21,6 +21,7 @@ FULL_MENU = [
             ("System Administration", None),
             ("Backup/Restore", "backup_restore"),
             ("Update Software", "update_software"),
+            ("API Keys", "api_keys"),
             ("Logging Options", None),
             ("System Log Files", "system_logs"),
         ],

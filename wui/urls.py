@@ -10,6 +10,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("wui.api.urls")),
+    path("api-keys/", include("wui.api.page_urls")),
     path("", include("wui.access.urls")),
     path("", include("cluster.urls")),
     path("update-software/", include("firmware.urls")),

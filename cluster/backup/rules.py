@@ -260,6 +260,14 @@ def build(include_users=False, now=None, passphrase=None):
     return seal(header, content, passphrase)
 
 
+def download(actor, include_users=False, passphrase=""):
+    """Create Backup File for an operator: the file's bytes, and the line that says who took it."""
+    data = build(include_users, passphrase=passphrase or None)
+    said = [("with users" if include_users else ""), ("protected with a passphrase" if passphrase else "")]
+    events.operator_action(actor, "Backup downloaded" + "".join(f" ({s})" for s in said if s))
+    return data
+
+
 def seal(header, content_bytes, passphrase=None):
     """The backup file of a header and content: authenticated with the cluster's key, or under a passphrase."""
     header = {k: v for k, v in header.items() if k not in ("protection", "key_id", MAC_FIELD, "kdf", "cipher")}

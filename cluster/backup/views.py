@@ -48,11 +48,9 @@ def _download(request):
     try:
         if passphrase:
             passphrase = backup.check_passphrase(passphrase, request.POST.get("passphrase_again", ""))
-        data = backup.build(include_users, passphrase=passphrase or None)
+        data = backup.download(events.Actor.of(request), include_users, passphrase)
     except backup.BackupError as e:
         return _page(request, status=400, error=f"No backup was made. {e}.")
-    said = [("with users" if include_users else ""), ("protected with a passphrase" if passphrase else "")]
-    events.operator_action(events.Actor.of(request), "Backup downloaded" + "".join(f" ({s})" for s in said if s))
     response = HttpResponse(data, content_type="application/gzip")
     response["Content-Disposition"] = f'attachment; filename="{backup.filename()}"'
     return response

@@ -1,5 +1,6 @@
 """The cluster configuration as one canonical document and its generations: the one write path."""
 
+import difflib
 import hashlib
 import json
 from contextlib import contextmanager
@@ -124,6 +125,19 @@ def reconcile():
 
 def envelope(generation):
     return json.dumps({"generation": generation.number, "sha256": generation.sha256, "config": generation.document})
+
+
+def diff(old, new):
+    """What changed from generation ``old`` to ``new``: unified diff lines of their documents."""
+
+    def lines(generation):
+        return json.dumps(generation.document, indent=2, sort_keys=True).splitlines()
+
+    return list(
+        difflib.unified_diff(
+            lines(old), lines(new), f"generation {old.number}", f"generation {new.number}", lineterm=""
+        )
+    )
 
 
 def rollback(old, actor):

@@ -1,8 +1,5 @@
 """Configuration history: every generation kept with who made it; diff any two; roll back."""
 
-import difflib
-import json
-
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -29,12 +26,7 @@ def diff(request):
         return render(
             request, "cluster/history.html", {"generations": ConfigGeneration.objects.all()[:SHOWN]}, status=400
         )
-    lines = difflib.unified_diff(_lines(old), _lines(new), f"generation {a}", f"generation {b}", lineterm="")
-    return render(request, "cluster/history_diff.html", {"old": old, "new": new, "lines": list(lines)})
-
-
-def _lines(generation):
-    return json.dumps(generation.document, indent=2, sort_keys=True).splitlines()
+    return render(request, "cluster/history_diff.html", {"old": old, "new": new, "lines": config.diff(old, new)})
 
 
 @require_POST

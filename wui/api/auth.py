@@ -1,5 +1,6 @@
 """How a REST API request proves who it is: an API key, or the browser's session (with CSRF)."""
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
 
 from wui.api import keys
@@ -39,3 +40,17 @@ class KeyAllows(permissions.BasePermission):
             return False
         key = request.auth if isinstance(request.auth, keys.ApiKey) else None
         return key is None or not key.read_only or request.method in permissions.SAFE_METHODS
+
+
+class ApiKeyScheme(OpenApiAuthenticationExtension):
+    """How the OpenAPI schema names the key: a bearer token."""
+
+    target_class = ApiKeyAuthentication
+    name = "apiKey"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An API key made under System Administration > API Keys.",
+        }
