@@ -80,7 +80,7 @@ def flotilla(cluster_on_node1, live_server, admin_user):
 def test_an_operator_runs_the_cluster_from_a_shell_script(flotilla, units, admin_user, tmp_path):
     # The cluster as Create New Cluster left it: the admin node alone.
     cluster = flotilla.json("status")
-    assert (cluster["mode"], cluster["shared_address"]) == ("cluster", SHARED)
+    assert (cluster["mode"], cluster["shared_address"]) == ("clustering", SHARED)
     assert [(n["id"], n["address"], n["is_admin"]) for n in cluster["nodes"]] == [(1, units.node(1).address, True)]
     shown = flotilla("status").stdout
     assert f"Cluster on {SHARED}" in shown and units.node(1).address in shown
