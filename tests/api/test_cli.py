@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from cluster.models import Cluster, JoinRequest, Node, RealServer, VirtualService
+from firmware import patch
 from tests.harness import BASE_DIR
-from tests.helpers import SHARED, TEST_PREFIX, move_clock
+from tests.helpers import NEW, SHARED, TEST_PREFIX, build, move_clock
 from wui.api import keys
 
 SCRIPT = Path(sys.executable).with_name("flotilla")
@@ -77,13 +78,31 @@ def flotilla(cluster_on_node1, live_server, admin_user):
     return Flotilla(live_server.url, key, getattr(live_server, "ca_file", None))
 
 
-def test_an_operator_runs_the_cluster_from_a_shell_script(flotilla, units, admin_user, tmp_path):
+@pytest.fixture
+def signing_key(settings):
+    """A key the cluster trusts for software patches."""
+    private = patch.new_private_key()
+    settings.FIRMWARE_TRUSTED_KEYS = [patch.public_key_text(private)]
+    return private
+
+
+def test_an_operator_runs_the_cluster_from_a_shell_script(flotilla, units, admin_user, signing_key, tmp_path):
     # The cluster as Create New Cluster left it: the admin node alone.
     cluster = flotilla.json("status")
     assert (cluster["mode"], cluster["shared_address"]) == ("clustering", SHARED)
     assert [(n["id"], n["address"], n["is_admin"]) for n in cluster["nodes"]] == [(1, units.node(1).address, True)]
     shown = flotilla("status").stdout
     assert f"Cluster on {SHARED}" in shown and units.node(1).address in shown
+
+    # A software patch: a file that is none is refused with the reason; a patch uploads with its progress bar.
+    junk = tmp_path / "junk.patch"
+    junk.write_bytes(b"not a patch\n" * 1000)
+    assert "The software update was refused" in flotilla("software", "upload", str(junk), code=1).stderr
+    code, out, terminal = flotilla.on_a_terminal("software", "upload", str(build(tmp_path, signing_key)))
+    assert code == 0, out + terminal
+    assert f"Uploading flotilla-{NEW}.patch" in terminal and "100%" in terminal
+    assert f"Version {NEW} transferred and validated" in out
+    assert NEW in [kept["version"] for kept in flotilla.json("software", "show")["kept"]]
 
     # Add a unit with the one-time code it shows: the client follows the join to its end.
     unit = units.node(2)
