@@ -205,11 +205,15 @@ def wait(state, op):
     return op
 
 
+def say_operation(op):
+    click.echo(f"{op.get('kind')} {op['id']} {op.get('state')}: {op.get('message', '')}")
+
+
 def finish(state, op):
     """The operation's end: printed, and exit 6 if it failed or halted."""
     if op.get("state") in ("failed", "halted"):
         raise ApiError(f"{op.get('kind')} {op['id']} {op['state']}: {op.get('message', '')}", api.FAILED, op)
-    emit(state, op, lambda o: click.echo(f"{o.get('kind')} {o['id']} {o.get('state')}: {o.get('message', '')}"))
+    emit(state, op, say_operation)
 
 
 def follow(state, response, no_wait, done=None):

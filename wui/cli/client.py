@@ -25,6 +25,7 @@ UNREACHABLE = 5  # no answer from the cluster, a TLS failure, a 5xx, or an answe
 FAILED = 6  # a long operation ended failed or halted
 
 CHUNK = 64 * 1024
+UPLOAD_ANSWER_SECONDS = 300
 API = "/api/v1"
 WRITES = {"POST", "PUT", "PATCH", "DELETE"}
 
@@ -83,7 +84,9 @@ class Client:
             url += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
         return url
 
-    def open(self, method, path, *, query=None, json_body=None, data=None, content_type=None, length=None):
+    def open(
+        self, method, path, *, query=None, json_body=None, data=None, content_type=None, length=None, timeout=None
+    ):
         """The open response of a successful request (the caller reads it); ApiError otherwise."""
         headers = {"Authorization": f"Bearer {self.key}", "Accept": "application/json"}
         if json_body is not None:
@@ -98,7 +101,7 @@ class Client:
         url = self.url(path, query)
         request = urllib.request.Request(url, data=data, headers=headers, method=method)
         try:
-            return self.opener.open(request, timeout=self.timeout)
+            return self.opener.open(request, timeout=timeout or self.timeout)
         except urllib.error.HTTPError as exc:
             with exc:
                 raise error_from(exc.code, exc.headers, exc.read(), url) from None
@@ -124,7 +127,9 @@ class Client:
         """POST the file at ``filename`` as the multipart field ``field``, streamed in chunks:
         never read whole, ``progress(n)`` told of every chunk sent."""
         content_type, length, body = multipart(field, filename, fields or {}, progress)
-        return self.call("POST", path, data=body, content_type=content_type, length=length)
+        # The answer comes once the whole file is checked (a patch's signature and every checksum): allow for it.
+        timeout = max(self.timeout, UPLOAD_ANSWER_SECONDS)
+        return self.call("POST", path, data=body, content_type=content_type, length=length, timeout=timeout)
 
 
 def parse_json(raw, headers, url, status):

@@ -5,7 +5,19 @@ import os
 import click
 
 from wui.cli import client as api
-from wui.cli.base import Group, cell, emit, finish, follow, no_wait_option, pass_state, progress, table
+from wui.cli.base import (
+    Group,
+    cell,
+    emit,
+    finish,
+    follow,
+    no_wait_option,
+    pass_state,
+    progress,
+    say_operation,
+    table,
+    wait,
+)
 from wui.cli.client import ApiError
 
 # --- backup and restore --------------------------------------------------------------------
@@ -154,14 +166,19 @@ def software_rolling_reboot(state, no_wait):
 
 
 @software.command("resume")
+@no_wait_option
 @pass_state
-def software_resume(state):
-    """Resume a halted rollout."""
-    finish(state, state.client.call("POST", "/software/resume").body)
+def software_resume(state, no_wait):
+    """Resume a halted rolling reboot, and follow it to its end."""
+    op = state.client.call("POST", "/software/resume").body
+    if no_wait:
+        emit(state, op, say_operation)
+    else:
+        finish(state, wait(state, op))
 
 
 @software.command("cancel")
 @pass_state
 def software_cancel(state):
-    """Cancel the rollout under way."""
-    finish(state, state.client.call("POST", "/software/cancel").body)
+    """Cancel the rollout under way: no further node is taken out."""
+    emit(state, state.client.call("POST", "/software/cancel").body, say_operation)
