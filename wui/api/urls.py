@@ -1,6 +1,8 @@
 """/api/v1/: the REST API, its OpenAPI schema and its documentation page."""
 
+from django.http import JsonResponse
 from django.urls import path, re_path
+from django.views.decorators.csrf import csrf_exempt
 
 from wui.api import docs, views
 
@@ -40,3 +42,12 @@ urlpatterns = [
     path("schema", docs.Schema.as_view(), name="api_schema"),
     path("docs", docs.documentation, name="api_docs"),
 ]
+
+
+@csrf_exempt
+def not_found(request, rest=""):
+    """An unknown /api/v1/ address, or a path parameter of the wrong kind: 404 in JSON, as every answer here."""
+    return JsonResponse({"detail": "No such API endpoint."}, status=404)
+
+
+urlpatterns.append(re_path(r"^(?P<rest>.*)$", not_found))

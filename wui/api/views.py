@@ -22,7 +22,7 @@ from cluster.configuration import rules as config
 from cluster.logs.views import LogFilter
 from cluster.membership import rules as membership
 from cluster.membership.forms import AddNodeForm, DrainTimeForm, VirtualIdForm
-from cluster.models import ConfigGeneration, Event, Interface, Node, Rollout, RolloutNode, VirtualService
+from cluster.models import Cluster, ConfigGeneration, Event, Interface, Node, Rollout, RolloutNode, VirtualService
 from cluster.network import document as network
 from cluster.network import rules as network_rules
 from cluster.rollout import rules as rollout
@@ -68,13 +68,12 @@ def actor(request):
 
 def fields(request, allowed):
     """The body's known fields as a plain dict; a field sent as a list or an object is refused."""
-    data = request.data if hasattr(request.data, "items") else {}
     if not hasattr(request.data, "items"):
         raise errors.BadInput("Send a JSON object.")
     out = {}
     for name in allowed:
-        if name in data:
-            value = data[name]
+        if name in request.data:
+            value = request.data[name]
             if isinstance(value, (list, dict)):
                 raise errors.BadInput(f"{name}: send a single value.", {name: ["not a single value"]})
             out[name] = value
@@ -272,8 +271,6 @@ class VirtualServiceList(ApiView):
     @doc({201: serializers.VirtualService_}, request=serializers.VirtualServiceIn)
     @checked
     def post(self, request):
-        from cluster.models import Cluster
-
         defaults = model_to_dict(VirtualService(address=Cluster.get().shared_address), serializers.VS_FIELDS)
         try:
             vs, _ = vs_rules.save_service(actor(request), {**defaults, **fields(request, serializers.VS_FIELDS)})
@@ -655,6 +652,11 @@ class BackupView(ApiView):
         return _backup_file(request, _truthy(body.get("include_users")), str(body.get("passphrase") or ""))
 
 
+def _restore_refused(who, exc, refusal):
+    events.operator_action(who, f"Restore refused: {exc}")
+    return refusal(f"The backup was refused. {exc}. Nothing was changed.")
+
+
 class RestoreView(StreamedUpload):
     directory = staticmethod(lambda: backup.backup_dir() / "incoming")
     suffix = ".tar.gz"
@@ -671,12 +673,15 @@ class RestoreView(StreamedUpload):
         if upload is None:
             raise errors.BadInput("Choose a backup file first.", {"backup": ["This field is required."]})
         who = actor(request)
+        # A file that is no good is bad input (400); one this cluster cannot take now is refused (409).
         try:
             found = backup.read(upload.temporary_file_path(), passphrase=request.data.get("passphrase") or None)
+        except backup.BackupError as exc:
+            raise _restore_refused(who, exc, errors.BadInput) from exc
+        try:
             generation, report = backup.restore(found, who, convert=_truthy(request.data.get("convert")))
         except backup.BackupError as exc:
-            events.operator_action(who, f"Restore refused: {exc}")
-            raise errors.Refused(f"The backup was refused. {exc}. Nothing was changed.") from exc
+            raise _restore_refused(who, exc, errors.Refused) from exc
         if report.target == "cluster" and report.changed:
             row = Rollout.objects.filter(kind=Rollout.Kind.RESTORE).first()
             return accepted(operations.of_rolling(row, "restore"))
