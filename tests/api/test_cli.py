@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from django.test import override_settings
 
 from cluster.models import Cluster, JoinRequest, Node, RealServer, VirtualService
 from firmware import patch
@@ -160,6 +161,13 @@ def test_an_operator_runs_the_cluster_from_a_shell_script(flotilla, units, admin
     assert code == 0, out + terminal
     assert "Uploading cluster.backup" in terminal and "100%" in terminal
     assert "Configuration restored" in out
+
+    # A file over the cluster's limit is refused before it has all gone: the API's reason, exit 1.
+    big = tmp_path / "huge.backup"
+    with big.open("wb") as file:
+        file.truncate(32 * 1024 * 1024)
+    with override_settings(BACKUP_MAX_BYTES=1024 * 1024):
+        assert "The file is too large" in flotilla("restore", str(big), code=1).stderr
 
     # The System Message File holds what the client did, with who did it.
     lines = [line["message"] for line in flotilla.json("logs", "--limit", "200")]

@@ -5,6 +5,7 @@ The standard library and click only: this runs on an operator's machine, not on 
 """
 
 import contextlib
+import http.client
 import json
 import os
 import ssl
@@ -72,9 +73,8 @@ class Client:
         self.key = key
         self.timeout = timeout
         self.generation = generation
-        self.opener = urllib.request.build_opener(
-            urllib.request.HTTPSHandler(context=tls_context(ca_cert, insecure)), NoRedirect()
-        )
+        self.context = tls_context(ca_cert, insecure)
+        self.opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=self.context), NoRedirect())
 
     def url(self, path, query=None):
         if not path.startswith(API):
@@ -84,30 +84,32 @@ class Client:
             url += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
         return url
 
-    def open(
-        self, method, path, *, query=None, json_body=None, data=None, content_type=None, length=None, timeout=None
-    ):
-        """The open response of a successful request (the caller reads it); ApiError otherwise."""
+    def headers(self, method, content_type=None, length=None):
         headers = {"Authorization": f"Bearer {self.key}", "Accept": "application/json"}
-        if json_body is not None:
-            data = json.dumps(json_body).encode()
-            content_type, length = "application/json", len(data)
         if content_type:
             headers["Content-Type"] = content_type
         if length is not None:
             headers["Content-Length"] = str(length)
         if method in WRITES and self.generation is not None:
             headers["If-Match"] = f'"{self.generation}"'
+        return headers
+
+    def open(self, method, path, *, query=None, json_body=None):
+        """The open response of a successful request (the caller reads it); ApiError otherwise."""
+        data = content_type = None
+        if json_body is not None:
+            data, content_type = json.dumps(json_body).encode(), "application/json"
         url = self.url(path, query)
+        headers = self.headers(method, content_type, len(data) if data is not None else None)
         request = urllib.request.Request(url, data=data, headers=headers, method=method)
         try:
-            return self.opener.open(request, timeout=timeout or self.timeout)
+            return self.opener.open(request, timeout=self.timeout)
         except urllib.error.HTTPError as exc:
             with exc:
                 raise error_from(exc.code, exc.headers, exc.read(), url) from None
         except urllib.error.URLError as exc:
             raise unreachable(url, exc.reason) from None
-        except (OSError, ValueError) as exc:  # a connection reset mid-upload, a timeout, a bad port
+        except (OSError, ValueError, http.client.HTTPException) as exc:  # a reset, a timeout, a bad port
             raise unreachable(url, exc) from None
 
     def call(self, method, path, **kwargs):
@@ -116,20 +118,53 @@ class Client:
             raw = response.read()
             url = response.url
             status, headers = response.status, response.headers
-        if not raw:
-            return Response(status, headers, None)
-        return Response(status, headers, parse_json(raw, headers, url, status))
+        return Response(status, headers, parse_json(raw, headers, url, status) if raw else None)
 
     def get(self, path, **query):
         return self.call("GET", path, query=query or None).body
 
     def upload(self, path, field, filename, fields=None, progress=None):
-        """POST the file at ``filename`` as the multipart field ``field``, streamed in chunks:
-        never read whole, ``progress(n)`` told of every chunk sent."""
+        """POST the file at ``filename`` as the multipart field ``field``, streamed in chunks (never
+        read whole; ``progress(n)`` is told of every chunk sent): the Response, or ApiError.
+
+        Over http.client rather than urllib: the cluster may refuse before it has the whole file (413,
+        too large) and close; that answer is read and reported, not the broken pipe the rest of the
+        file may then meet.
+        """
         content_type, length, body = multipart(field, filename, fields or {}, progress)
+        url = self.url(path)
+        parts = urllib.parse.urlsplit(url)
         # The answer comes once the whole file is checked (a patch's signature and every checksum): allow for it.
         timeout = max(self.timeout, UPLOAD_ANSWER_SECONDS)
-        return self.call("POST", path, data=body, content_type=content_type, length=length, timeout=timeout)
+        if parts.scheme == "https":
+            connection = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=timeout, context=self.context)
+        else:
+            connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+        with contextlib.closing(connection):
+            try:
+                connection.putrequest("POST", parts.path, skip_accept_encoding=True)
+                for name, value in self.headers("POST", content_type, length).items():
+                    connection.putheader(name, value)
+                connection.endheaders()
+            except (OSError, ValueError) as exc:
+                raise unreachable(url, exc) from None
+            broken = None
+            try:
+                for chunk in body:
+                    connection.send(chunk)
+            except OSError as exc:
+                broken = exc
+            try:
+                response = connection.getresponse()
+                raw = response.read()
+            except (OSError, http.client.HTTPException) as exc:
+                raise unreachable(url, broken or exc) from None
+        if not 200 <= response.status < 300:
+            raise error_from(response.status, response.headers, raw, url)
+        if broken is not None:  # an answer of success to half a file: nothing to trust
+            raise unreachable(url, broken)
+        body = parse_json(raw, response.headers, url, response.status) if raw else None
+        return Response(response.status, response.headers, body)
 
 
 def parse_json(raw, headers, url, status):

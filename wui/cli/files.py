@@ -1,5 +1,7 @@
 """What goes up and down as files: backup, restore, and software patches (with the rolling reboot)."""
 
+import contextlib
+import http.client
 import os
 
 import click
@@ -35,6 +37,38 @@ def attachment_name(headers):
     return "flotilla-backup"
 
 
+def save(response, file):
+    """The answer's body written to ``file``: beside it first, then moved over it whole, so that a
+    broken download never leaves half a backup. Returns the bytes written."""
+    length = response.headers.get("Content-Length")
+    partial, size = f"{file}.part", 0
+    try:
+        with open(partial, "wb") as out, progress(int(length) if length else None, "Downloading the backup") as bar:
+            while True:
+                try:
+                    chunk = response.read(api.CHUNK)
+                except (OSError, http.client.HTTPException) as exc:
+                    reason = str(exc) or type(exc).__name__
+                    raise ApiError(f"The download broke off after {size} bytes: {reason}", api.UNREACHABLE) from None
+                if not chunk:
+                    break
+                out.write(chunk)
+                size += len(chunk)
+                bar.update(len(chunk))
+        if length and size != int(length):
+            raise ApiError(f"The download broke off after {size} of {length} bytes", api.UNREACHABLE)
+        os.replace(partial, file)
+    except OSError as exc:  # the local side: no room, no permission
+        with contextlib.suppress(OSError):
+            os.unlink(partial)
+        raise click.FileError(file, exc.strerror or str(exc)) from None
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(partial)
+        raise
+    return size
+
+
 @click.command()
 @click.argument("file", required=False, type=click.Path(dir_okay=False, writable=True))
 @click.option("--include-users", is_flag=True, help="Include the users (with their password hashes).")
@@ -49,19 +83,7 @@ def backup(state, file, include_users, passphrase):
         response = state.client.open("GET", "/backup", query={"include_users": 1 if include_users else None})
     with response:
         file = file or attachment_name(response.headers)
-        length = response.headers.get("Content-Length")
-        partial, size = f"{file}.part", 0
-        # Written beside FILE and moved over it whole: a broken download never leaves half a backup.
-        with open(partial, "wb") as out, progress(int(length) if length else None, "Downloading the backup") as bar:
-            try:
-                while chunk := response.read(api.CHUNK):
-                    out.write(chunk)
-                    size += len(chunk)
-                    bar.update(len(chunk))
-            except OSError as exc:
-                os.unlink(partial)
-                raise ApiError(f"The download broke off after {size} bytes: {exc}", api.UNREACHABLE) from None
-        os.replace(partial, file)
+        size = save(response, file)
     emit(state, {"file": file, "size": size}, lambda d: click.echo(f"Backup saved to {d['file']} ({d['size']} bytes)."))
 
 
