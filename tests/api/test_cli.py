@@ -10,15 +10,30 @@ import os
 import pty
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 from django.test import override_settings
 
-from cluster.models import Cluster, JoinRequest, Node, RealServer, VirtualService
+from cluster.models import Cluster, JoinRequest, Node, RealServer, Rollout, VirtualService
 from firmware import patch
 from tests.harness import BASE_DIR
-from tests.helpers import NEW, SHARED, TEST_PREFIX, build, move_clock
+from tests.helpers import (
+    NEW,
+    SHARED,
+    TEST_PREFIX,
+    add_enabled,
+    all_up,
+    build,
+    move_clock,
+    reboot_order,
+    roll,
+    set_drain_time,
+    wait_applied,
+    wait_until,
+    with_virtual_service,
+)
 from wui.api import keys
 
 SCRIPT = Path(sys.executable).with_name("flotilla")
@@ -38,6 +53,7 @@ class Flotilla:
         self.tls = ["--ca-cert", ca_file] if ca_file else []
         # Nothing of the test's own settings leaks in: the client reads its own variables only.
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("FLOTILLA_", "DJANGO_"))}
+        self.started = []  # the runs started in the background, stopped at the end of the test whatever happened
 
     def argv(self, args, key=None, url=None):
         return [*command(), "--url", url or self.url, "--key", key or self.key, *self.tls, *args]
@@ -54,6 +70,11 @@ class Flotilla:
 
     def on_a_terminal(self, *args):
         """Run with stderr on a terminal, where the progress bars draw: (exit code, stdout, what it showed)."""
+        return self.start_on_a_terminal(*args)()
+
+    def start_on_a_terminal(self, *args):
+        """Start it with stderr on a terminal; the function returned waits for its end: (exit code,
+        stdout, what the terminal showed)."""
         leader, follower = pty.openpty()
         proc = subprocess.Popen(
             self.argv(args),
@@ -63,20 +84,37 @@ class Flotilla:
             env={**self.env, "TERM": "xterm", "COLUMNS": "100"},
         )
         os.close(follower)
-        shown = b""
-        with contextlib.suppress(OSError):  # EIO once the client has exited and closed the terminal
-            while chunk := os.read(leader, 4096):
-                shown += chunk
-        os.close(leader)
-        out = proc.stdout.read().decode()
-        proc.stdout.close()
-        return proc.wait(timeout=60), out, shown.decode(errors="replace")
+        self.started.append(proc)
+        shown = []
+
+        def read():
+            with contextlib.suppress(OSError):  # EIO once the client has exited and closed the terminal
+                while chunk := os.read(leader, 4096):
+                    shown.append(chunk)
+            os.close(leader)
+
+        reader = threading.Thread(target=read)
+        reader.start()
+
+        def finish():
+            out = proc.stdout.read().decode()
+            code = proc.wait(timeout=60)
+            reader.join(10)
+            return code, out, b"".join(shown).decode(errors="replace")
+
+        return finish
 
 
 @pytest.fixture
 def flotilla(cluster_on_node1, live_server, admin_user):
     _, key = keys.create(admin_user, "operator's laptop", read_only=False)
-    return Flotilla(live_server.url, key, getattr(live_server, "ca_file", None))
+    client = Flotilla(live_server.url, key, getattr(live_server, "ca_file", None))
+    yield client
+    for proc in client.started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        proc.stdout.close()
 
 
 @pytest.fixture
@@ -213,3 +251,34 @@ def test_make_venv_installs_the_flotilla_command():
     )
     done = subprocess.run([str(SCRIPT), "--help"], capture_output=True, text=True, cwd="/", check=True)
     assert "Exit codes" in done.stdout
+
+
+def test_an_operator_updates_the_software_and_reboots_the_nodes_one_at_a_time(
+    flotilla, admin_client, units, signing_key, tmp_path
+):
+    with_virtual_service()
+    add_enabled(admin_client, units.node(2))
+    set_drain_time(1)
+    all_up()
+    wait_applied()  # an update starts only on a cluster in sync
+
+    # Upload and install, followed to the end: the upload's bar, then the nodes done of all.
+    code, out, terminal = flotilla.on_a_terminal("software", "update", str(build(tmp_path, signing_key)))
+    assert code == 0, out + terminal
+    assert f"Uploading flotilla-{NEW}.patch" in terminal and "100%" in terminal
+    assert "update-" in terminal and "2/2" in terminal
+    assert " succeeded: " in out and NEW in out
+
+    # The rolling reboot: one node at a time, the admin node last, its bar counting the nodes rebooted.
+    finish = flotilla.start_on_a_terminal("software", "rolling-reboot")
+    wait_until(lambda: Rollout.objects.get().state == Rollout.State.ROLLING, 15)
+    assert roll(admin_client, units).state == Rollout.State.DONE  # the clock moved past each node's warm-up
+    code, out, terminal = finish()
+    assert code == 0, out + terminal
+    assert "rolling-reboot-" in terminal and "2/2" in terminal
+    assert "rolling-reboot" in out and "succeeded" in out
+    assert reboot_order() == [2, 1]
+    versions = {n["id"]: n["version"] for n in flotilla.json("nodes", "list")}
+    assert versions == {1: NEW, 2: NEW}
+    for n in (1, 2):
+        units.node(n).settle()
