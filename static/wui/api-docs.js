@@ -15,9 +15,16 @@ document.addEventListener("submit", async (event) => {
   out.textContent = "…";
   try {
     const response = await fetch(form.elements.path.value, options);
-    const text = await response.text();
-    let shown = text;
-    try { shown = JSON.stringify(JSON.parse(text), null, 2); } catch (e) { /* not JSON: shown as it came */ }
+    const type = response.headers.get("Content-Type") || "";
+    let shown;
+    if (type.startsWith("application/json")) {
+      const text = await response.text();
+      try { shown = JSON.stringify(JSON.parse(text), null, 2); } catch (e) { shown = text; }
+    } else {
+      // A file (a backup): said, not printed.
+      const size = (await response.blob()).size;
+      shown = `(a ${type || "file"} of ${size} bytes: ${response.headers.get("Content-Disposition") || "no name"})`;
+    }
     out.textContent = `${response.status} ${response.statusText}\n${shown}`;
   } catch (error) {
     out.textContent = `The request failed: ${error}`;

@@ -79,6 +79,8 @@ def test_enable_and_disable_answer_the_node_and_refuse_with_the_wuis_reason(api,
     assert "Node 2 is already disabled" in page.content.decode()
 
     assert api.post("/api/v1/nodes/2/enable").json()["enabled"] is True
+    assert api.post("/api/v1/nodes/2/resync").status_code == 200
+    assert Event.objects.filter(message__startswith="Node 2 resync requested by admin").exists()
     assert api.post("/api/v1/nodes/9/enable").status_code == 404
 
 

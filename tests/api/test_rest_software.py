@@ -9,7 +9,7 @@ from cluster import clock
 from cluster.configuration import rules as config
 from cluster.models import Cluster, Node, Rollout, RolloutNode
 from firmware import patch
-from tests.helpers import build
+from tests.helpers import build, make_cluster, make_standalone, wipe
 
 pytestmark = pytest.mark.usefixtures("cluster")
 
@@ -106,3 +106,27 @@ def test_backup_downloads_and_restore_answers_200_when_nothing_changes_and_202_w
 
     protected = api.post("/api/v1/backup", {"passphrase": "short"}, format="json")
     assert protected.status_code == 400 and protected.json()["detail"].startswith("No backup was made.")
+
+
+def test_a_backup_with_settings_a_cluster_cannot_take_is_refused_with_them_listed_until_convert(
+    api, settings, tmp_path
+):
+    settings.VAR_DIR = tmp_path / "var"
+    wipe()
+    make_standalone()
+    data = api.get("/api/v1/backup").content
+    wipe()
+    make_cluster()
+    before = config.latest_number()
+
+    refused = api.post("/api/v1/restore", {"backup": SimpleUploadedFile("b.tar.gz", data)}, format="multipart")
+    assert refused.status_code == 409
+    detail = refused.json()["detail"]
+    assert detail.startswith("The backup was refused. It has ") and "Layer" in detail
+    assert config.latest_number() == before
+
+    converted = api.post(
+        "/api/v1/restore", {"backup": SimpleUploadedFile("b.tar.gz", data), "convert": "1"}, format="multipart"
+    )
+    assert converted.status_code in (200, 202), converted.json()
+    assert config.latest_number() == before + 1

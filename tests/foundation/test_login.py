@@ -15,6 +15,7 @@ from cluster import events
 from cluster.backup import rules as backup
 from cluster.models import ConfigGeneration, Event, Interface, Node, RealServer, Rollout, VirtualService
 from tests.helpers import ADMIN_PASSWORD, make_cluster
+from wui.api import keys
 
 # A unit's health answer carries no data; its join endpoint is called by the cluster's
 # control plane and checks the one-time join code itself (tests/cluster/test_pages.py).
@@ -52,6 +53,7 @@ def rows(admin_user, settings, tmp_path):
     # (this project keeps no failure log, but the admin still offers its pages)
     AccessFailureLog.objects.create(username="admin", ip_address="127.0.0.1", user_agent="", path_info="/login/")
     saved = backup.save_scheduled()
+    keys.create(admin_user, "walked")
     virtual_service = VirtualService.objects.filter(real_servers__isnull=False).first()
     found = {
         "node": node,
@@ -83,6 +85,8 @@ def argument(route, name, rows):
         "rs_pk": lambda: rows["real_server"].pk,
         "name": lambda: rows["saved_backup"],
         "field": lambda: "drain_time",
+        "op_id": lambda: "join-1",
+        "rest": lambda: "no-such-endpoint",
     }
     if name == "pk":
         return (rows["virtual_service"] if route.startswith("virtual-services/") else rows["node"]).pk
@@ -105,6 +109,11 @@ def concrete(route, rows):
 
 
 def _assert_login_required(client, url):
+    if url.startswith("/api/v1/") and url != "/api/v1/docs":
+        # The REST API answers 401 itself: a script cannot follow a redirect to a login form.
+        for method in ("get", "post"):
+            assert getattr(client, method)(url).status_code == 401, f"{method.upper()} {url} did not answer 401"
+        return
     for method in ("get", "post"):
         response = getattr(client, method)(url)
         assert response.status_code in (301, 302), f"{method.upper()} {url} answered {response.status_code}"

@@ -1,8 +1,6 @@
 """/api/v1/: the REST API, its OpenAPI schema and its documentation page."""
 
-from django.http import JsonResponse
 from django.urls import path, re_path
-from django.views.decorators.csrf import csrf_exempt
 
 from wui.api import docs, views
 
@@ -12,6 +10,7 @@ urlpatterns = [
     path("nodes/<int:number>", views.NodeDetail.as_view(), name="api_node"),
     path("nodes/<int:number>/enable", views.NodeEnable.as_view(), name="api_node_enable"),
     path("nodes/<int:number>/disable", views.NodeDisable.as_view(), name="api_node_disable"),
+    path("nodes/<int:number>/resync", views.NodeResync.as_view(), name="api_node_resync"),
     path("nodes/<int:number>/reboot", views.NodeReboot.as_view(), name="api_node_reboot"),
     re_path(r"^operations/(?P<op_id>[a-z-]+-[0-9]+)$", views.OperationView.as_view(), name="api_operation"),
     path("virtual-services", views.VirtualServiceList.as_view(), name="api_virtual_services"),
@@ -44,10 +43,4 @@ urlpatterns = [
 ]
 
 
-@csrf_exempt
-def not_found(request, rest=""):
-    """An unknown /api/v1/ address, or a path parameter of the wrong kind: 404 in JSON, as every answer here."""
-    return JsonResponse({"detail": "No such API endpoint."}, status=404)
-
-
-urlpatterns.append(re_path(r"^(?P<rest>.*)$", not_found))
+urlpatterns.append(re_path(r"^(?P<rest>.*)$", views.NotFound.as_view()))

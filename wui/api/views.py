@@ -62,6 +62,17 @@ class ApiView(APIView):
         return errors.handle
 
 
+class NotFound(ApiView):
+    """Any other /api/v1/ address, or a path parameter of the wrong kind: 404 in JSON (after the login)."""
+
+    schema = None
+
+    def get(self, request, rest):
+        raise Http404("No such API endpoint.")
+
+    post = put = patch = delete = get
+
+
 def actor(request):
     return events.Actor.of(request)
 
@@ -151,11 +162,13 @@ def with_etag(body):
 class ClusterView(ApiView):
     @doc(serializers.ClusterOut, codes=(401, 403), write=False)
     def get(self, request):
+        """The cluster: its parameters, the newest configuration generation (also the ETag), traffic and every node."""
         return with_etag(cluster_json())
 
     @doc(serializers.ClusterOut, request=serializers.ClusterPatch)
     @checked
     def patch(self, request):
+        """Set Cluster Virtual ID and/or Node Drain Time (Cluster Control > Cluster Parameters)."""
         wanted = fields(request, ("virtual_id", "drain_time"))
         with transaction.atomic():
             for field, form_class in (("virtual_id", VirtualIdForm), ("drain_time", DrainTimeForm)):
@@ -171,12 +184,14 @@ class ClusterView(ApiView):
 class NodeList(ApiView):
     @doc(serializers.Node(many=True), codes=(401, 403), write=False)
     def get(self, request):
+        """Every node with its status, as Cluster Control shows it."""
         _, rows, _ = membership.node_rows()
         return Response([node_json(r) for r in rows])
 
     @doc({202: serializers.Operation}, request=serializers.Join)
     @checked
     def post(self, request):
+        """Add New Node: the unit's address and the join code it shows after Add to Cluster. 202: poll the join."""
         form = AddNodeForm(fields(request, ("address", "code", "fingerprint")))
         if not form.is_valid():
             raise errors.form_errors(form)
@@ -191,11 +206,13 @@ class NodeList(ApiView):
 class NodeDetail(ApiView):
     @doc(serializers.Node, codes=(401, 403, 404), write=False)
     def get(self, request, number):
+        """One node, by its number."""
         return Response(_node_json(number))
 
     @doc({202: serializers.Operation}, request=serializers.Write)
     @checked
     def delete(self, request, number):
+        """Delete a Disabled node that has drained. 202: poll the delete."""
         node = _node(number)
         try:
             membership.request_delete(node.pk, actor(request))
@@ -212,6 +229,7 @@ class NodeAction(ApiView):
     @doc(serializers.Node, request=serializers.Write)
     @checked
     def post(self, request, number):
+        """Enable, Disable or Resync the node; answers the node as it is now."""
         node = _node(number)
         try:
             self.rule(node.pk, actor(request))
@@ -228,22 +246,31 @@ class NodeDisable(NodeAction):
     rule = staticmethod(membership.disable)
 
 
+class NodeResync(NodeAction):
+    """Send the whole newest configuration to the node again."""
+
+    rule = staticmethod(membership.resync)
+
+
 class NodeReboot(ApiView):
     @doc({202: serializers.Operation}, request=serializers.Write)
     @checked
     def post(self, request, number):
+        """Reboot the node to run an installed software update (one node out at a time). 202: poll the reboot."""
         node = _node(number)
         try:
             rollout.reboot(node.pk, actor(request))
         except membership.Refused as exc:
             raise errors.Refused(str(exc)) from exc
-        mark = RolloutNode.objects.select_related("node").filter(node=node).order_by("-reboot_requested_at").first()
+        marks = RolloutNode.objects.select_related("node").filter(node=node, reboot_requested_at__isnull=False)
+        mark = marks.order_by("-reboot_requested_at").first()
         return accepted(operations.of_reboot(mark))
 
 
 class OperationView(ApiView):
     @doc(serializers.Operation, codes=(401, 403, 404), write=False)
     def get(self, request, op_id):
+        """A long operation: running, succeeded, failed or halted, with its message."""
         return Response(operations.find(op_id))
 
 
@@ -265,12 +292,14 @@ def _refused_vs(exc):
 class VirtualServiceList(ApiView):
     @doc(serializers.VirtualService_(many=True), codes=(401, 403), write=False)
     def get(self, request):
+        """Every Virtual Service with its real servers."""
         services = VirtualService.objects.prefetch_related("real_servers")
         return Response([vs_json(vs) for vs in sorted(services, key=VirtualService.sort_key)])
 
     @doc({201: serializers.VirtualService_}, request=serializers.VirtualServiceIn)
     @checked
     def post(self, request):
+        """Create a Virtual Service; fields not sent take the WUI form's starting values."""
         defaults = model_to_dict(VirtualService(address=Cluster.get().shared_address), serializers.VS_FIELDS)
         try:
             vs, _ = vs_rules.save_service(actor(request), {**defaults, **fields(request, serializers.VS_FIELDS)})
@@ -282,11 +311,13 @@ class VirtualServiceList(ApiView):
 class VirtualServiceDetail(ApiView):
     @doc(serializers.VirtualService_, codes=(401, 403, 404), write=False)
     def get(self, request, pk):
+        """One Virtual Service."""
         return Response(vs_json(get_object_or_404(VirtualService, pk=pk)))
 
     @doc(serializers.VirtualService_, request=serializers.VirtualServiceIn)
     @checked
     def patch(self, request, pk):
+        """Change the fields sent; the others keep their values."""
         current = model_to_dict(get_object_or_404(VirtualService, pk=pk), serializers.VS_FIELDS)
         try:
             vs, _ = vs_rules.save_service(actor(request), {**current, **fields(request, serializers.VS_FIELDS)}, pk)
@@ -297,6 +328,7 @@ class VirtualServiceDetail(ApiView):
     @doc({204: None}, request=serializers.Write)
     @checked
     def delete(self, request, pk):
+        """Delete the Virtual Service and its real servers."""
         vs_rules.delete_service(actor(request), pk)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -307,12 +339,14 @@ RS_FIELDS = ("address", "port", "weight", "enabled")
 class RealServerList(ApiView):
     @doc(serializers.RealServer(many=True), codes=(401, 403, 404), write=False)
     def get(self, request, pk):
+        """The service's real servers."""
         vs = get_object_or_404(VirtualService, pk=pk)
         return Response(serializers.RealServer(vs.real_servers.all(), many=True).data)
 
     @doc({201: serializers.RealServer}, request=serializers.RealServerIn)
     @checked
     def post(self, request, pk):
+        """Add a real server (weight 1000 and enabled unless sent)."""
         defaults = {"weight": 1000, "enabled": True}
         try:
             _, rs, _ = vs_rules.save_real_server(actor(request), {**defaults, **fields(request, RS_FIELDS)}, pk)
@@ -327,11 +361,13 @@ class RealServerDetail(ApiView):
 
     @doc(serializers.RealServer, codes=(401, 403, 404), write=False)
     def get(self, request, pk, rs_pk):
+        """One real server."""
         return Response(serializers.RealServer(self._row(pk, rs_pk)).data)
 
     @doc(serializers.RealServer, request=serializers.RealServerIn)
     @checked
     def patch(self, request, pk, rs_pk):
+        """Change the fields sent."""
         current = model_to_dict(self._row(pk, rs_pk), RS_FIELDS)
         try:
             _, rs, _ = vs_rules.save_real_server(actor(request), {**current, **fields(request, RS_FIELDS)}, pk, rs_pk)
@@ -342,6 +378,7 @@ class RealServerDetail(ApiView):
     @doc({204: None}, request=serializers.Write)
     @checked
     def delete(self, request, pk, rs_pk):
+        """Remove the real server."""
         vs_rules.delete_real_server(actor(request), pk, rs_pk)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -407,6 +444,7 @@ def _interface_changes(interface, body):
 class InterfaceList(ApiView):
     @doc(serializers.InterfaceOut(many=True), codes=(401, 403), write=False)
     def get(self, request):
+        """Every network interface the nodes share, with each node's address on it."""
         network.ensure_interfaces()
         return Response([interface_json(i) for i in Interface.objects.order_by("index")])
 
@@ -414,12 +452,14 @@ class InterfaceList(ApiView):
 class InterfaceDetail(ApiView):
     @doc(serializers.InterfaceOut, codes=(401, 403, 404), write=False)
     def get(self, request, name):
+        """One interface, by name."""
         network.ensure_interfaces()
         return Response(interface_json(get_object_or_404(Interface, name=name)))
 
     @doc(serializers.InterfaceOut, request=serializers.InterfacePatch)
     @checked
     def patch(self, request, name):
+        """Change the settings sent (Network Setup); all of them or, on a refusal, none."""
         network.ensure_interfaces()
         interface = get_object_or_404(Interface, name=name)
         if not hasattr(request.data, "items"):
@@ -456,6 +496,7 @@ def _generation(number):
 class GenerationList(ApiView):
     @doc(serializers.GenerationOut(many=True), codes=(401, 403), write=False)
     def get(self, request):
+        """The newest 200 configuration generations, who made each and when."""
         rows = ConfigGeneration.objects.select_related("created_by").defer("document")[:200]
         return Response([generation_json(g) for g in rows])
 
@@ -463,6 +504,7 @@ class GenerationList(ApiView):
 class GenerationDetail(ApiView):
     @doc(serializers.GenerationDetail, codes=(401, 403, 404), write=False)
     def get(self, request, number):
+        """One generation with its whole configuration document."""
         return Response(generation_json(_generation(number), document=True))
 
 
@@ -474,6 +516,7 @@ class GenerationDiff(ApiView):
         parameters=[OpenApiParameter("against", int, required=True, description="The generation to compare with.")],
     )
     def get(self, request, number):
+        """What changed from generation `against` to this one (unified diff lines)."""
         against = request.query_params.get("against", "")
         if not against.isdigit() or len(against) > 9:
             raise errors.BadInput("against: name the generation to compare with, such as ?against=3.")
@@ -485,6 +528,7 @@ class GenerationRollback(ApiView):
     @doc(serializers.GenerationNumber, request=serializers.Write)
     @checked
     def post(self, request, number):
+        """Bring back this generation's configuration as a new generation."""
         new = config.rollback(_generation(number), actor(request))
         return Response({"generation": new.number})
 
@@ -537,6 +581,7 @@ class SoftwareView(StreamedUpload):
 
     @doc(serializers.Software, codes=(401, 403), write=False)
     def get(self, request):
+        """What the nodes run, the software updates kept here, and the last update or restore."""
         latest = _latest_update()
         return Response(
             {
@@ -549,6 +594,7 @@ class SoftwareView(StreamedUpload):
     @doc(serializers.Patch, request={"multipart/form-data": serializers.Upload}, codes=(400, 401, 403, 409, 413))
     @checked
     def post(self, request):
+        """Upload a software update (multipart `patch`): verified, then kept for installing."""
         upload = request.FILES.get("patch")
         downgrade = str(request.data.get("allow_downgrade", "")).lower() in ("1", "true")
         try:
@@ -567,6 +613,7 @@ class SoftwareInstall(ApiView):
     @doc({202: serializers.Operation}, request=serializers.Install)
     @checked
     def post(self, request):
+        """Install a kept software update on every node (send, verify, install on all or none). 202: poll it."""
         sha256 = fields(request, ("sha256",)).get("sha256", "")
         try:
             update = install.start(str(sha256), actor(request))
@@ -583,6 +630,7 @@ class RollingReboot(ApiView):
     @doc({202: serializers.Operation}, request=serializers.Write)
     @checked
     def post(self, request):
+        """Reboot the nodes one at a time to run the installed update, the admin node last. 202: poll it."""
         try:
             row = rollout.start_rolling(actor(request))
         except rollout.Refused as exc:
@@ -596,6 +644,7 @@ class RolloutAction(ApiView):
     @doc(serializers.Operation, request=serializers.Write)
     @checked
     def post(self, request):
+        """Resume a halted rolling reboot, or cancel one (no further node is taken out)."""
         try:
             row = self.rule(actor(request))
         except rollout.Refused as exc:
@@ -643,18 +692,20 @@ class BackupView(ApiView):
         ],
     )
     def get(self, request):
+        """Create Backup File: the file itself."""
         return _backup_file(request, _truthy(request.query_params.get("include_users")), "")
 
     @doc({(200, "application/octet-stream"): FILE}, request=serializers.BackupIn, codes=(400, 401, 403, 409))
     @checked
     def post(self, request):
+        """Create Backup File, optionally protected with a passphrase."""
         body = fields(request, ("include_users", "passphrase"))
         return _backup_file(request, _truthy(body.get("include_users")), str(body.get("passphrase") or ""))
 
 
-def _restore_refused(who, exc, refusal):
-    events.operator_action(who, f"Restore refused: {exc}")
-    return refusal(f"The backup was refused. {exc}. Nothing was changed.")
+def _restore_refused(who, why, refusal):
+    events.operator_action(who, f"Restore refused: {why}")
+    return refusal(f"The backup was refused. {why}. Nothing was changed.")
 
 
 class RestoreView(StreamedUpload):
@@ -669,6 +720,7 @@ class RestoreView(StreamedUpload):
     )
     @checked
     def post(self, request):
+        """Restore Configuration from a backup file (multipart `backup`). 202 when the nodes reboot one at a time."""
         upload = request.FILES.get("backup")
         if upload is None:
             raise errors.BadInput("Choose a backup file first.", {"backup": ["This field is required."]})
@@ -678,8 +730,17 @@ class RestoreView(StreamedUpload):
             found = backup.read(upload.temporary_file_path(), passphrase=request.data.get("passphrase") or None)
         except backup.BackupError as exc:
             raise _restore_refused(who, exc, errors.BadInput) from exc
+        convert = _truthy(request.data.get("convert"))
+        if not convert and (items := backup.compatibility(found).items):
+            # The WUI lists these and asks; a script is told them, and sends convert=1 to accept them.
+            said = "; ".join(
+                f"{i.setting}: {i.problem}" + (f" ({i.conversion})" if i.conversion else "") for i in items
+            )
+            raise _restore_refused(
+                who, f"It has {len(items)} setting(s) this unit cannot take as they are: {said}", errors.Refused
+            )
         try:
-            generation, report = backup.restore(found, who, convert=_truthy(request.data.get("convert")))
+            generation, report = backup.restore(found, who, convert=convert)
         except backup.BackupError as exc:
             raise _restore_refused(who, exc, errors.Refused) from exc
         if report.target == "cluster" and report.changed:
@@ -709,6 +770,7 @@ class LogView(ApiView):
         ],
     )
     def get(self, request):
+        """The newest lines of the message file, newest first."""
         query = {k: request.query_params.get(k, "") for k in ("node", "level")}
         form = LogFilter({"file": self.file, **query})
         if not form.is_valid():
