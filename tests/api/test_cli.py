@@ -173,6 +173,7 @@ def test_an_operator_runs_the_cluster_from_a_shell_script(flotilla, units, admin
     assert "Node 2 enabled" in flotilla("nodes", "enable", "2").stdout
     assert Node.objects.get(number=2).enabled
     assert "Node 2 is already enabled" in flotilla("nodes", "enable", "2", code=1).stderr
+    assert "Node 2 resync requested" in flotilla("nodes", "resync", "2").stdout
     listed = {n["id"]: n for n in flotilla.json("nodes", "list")}
     assert listed[2]["enabled"] and listed[2]["address"] == unit.address
 
@@ -211,6 +212,9 @@ def test_an_operator_runs_the_cluster_from_a_shell_script(flotilla, units, admin
     lines = [line["message"] for line in flotilla.json("logs", "--limit", "200")]
     assert any(f"Add New Node {unit.address} requested" in m for m in lines), lines
     assert "Node Drain Time" in flotilla("logs").stdout
+    node_lines = flotilla.json("logs", "--node", "2")
+    assert {line["node"] for line in node_lines} == {2}
+    assert any("Node 2 resync requested" in line["message"] for line in node_lines)
 
     # Credentials and reachability, as a script tells them apart.
     assert flotilla("status", key="flt_00000000_not-a-key", code=3).stderr

@@ -114,6 +114,9 @@ nodes.command("enable", help="Put a node in rotation (it warms up, then takes it
 nodes.command("disable", help="Take a node out of rotation (its connections drain for the Node Drain Time).")(
     click.argument("node", type=int)(node_action("disable", "disabled"))
 )
+nodes.command("resync", help="Send the whole newest configuration to a node again.")(
+    click.argument("node", type=int)(node_action("resync", "resync requested"))
+)
 
 
 @nodes.command("delete")
@@ -177,10 +180,12 @@ def parameters_set(state, virtual_id, drain_time):
 @click.command()
 @click.argument("kind", type=click.Choice(["system", "warning"]), default="system")
 @click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--node", type=int, help="Only this node's lines.")
+@click.option("--level", type=click.Choice(["info", "warning"]), help="Only lines of this level.")
 @pass_state
-def logs(state, kind, limit):
+def logs(state, kind, limit, node, level):
     """The System (or Warning) Message File, newest first."""
-    entries = state.client.get(f"/logs/{kind}", limit=limit)
+    entries = state.client.get(f"/logs/{kind}", limit=limit, node=node, level=level)
     emit(
         state,
         entries,
