@@ -173,6 +173,9 @@ def test_an_operator_runs_the_cluster_from_a_shell_script(flotilla, units, admin
     assert "Node 2 enabled" in flotilla("nodes", "enable", "2").stdout
     assert Node.objects.get(number=2).enabled
     assert "Node 2 is already enabled" in flotilla("nodes", "enable", "2", code=1).stderr
+    assert json.loads(flotilla("nodes", "enable", "2", "--json", code=1).stdout) == {
+        "detail": "Node 2 is already enabled"
+    }
     assert "Node 2 resync requested" in flotilla("nodes", "resync", "2").stdout
     listed = {n["id"]: n for n in flotilla.json("nodes", "list")}
     assert listed[2]["enabled"] and listed[2]["address"] == unit.address

@@ -216,11 +216,12 @@ def finish(state, op):
     emit(state, op, say_operation)
 
 
-def follow(state, response, no_wait, done=None):
-    """A 202 answer's operation, waited for (or its id printed with --no-wait); any other answer as is."""
+def follow(state, response, no_wait):
+    """A 202 answer's operation, waited for (or its id printed with --no-wait); any other answer as is
+    (a restore that needs no reboot is done at once)."""
     op = response.body
     if response.status != 202 or not isinstance(op, dict) or "id" not in op:
-        emit(state, op, done or (lambda b: click.echo((b or {}).get("detail") or (b or {}).get("message") or "Done.")))
+        emit(state, op, lambda b: click.echo((b or {}).get("detail") or "Done."))
         return
     if no_wait:
         emit(state, op, lambda o: click.echo(o["id"]))

@@ -1,5 +1,7 @@
 """The cluster and its nodes: status, nodes, parameters, operations and the message files."""
 
+import urllib.parse
+
 import click
 
 from wui.cli.base import Group, cell, emit, fields, finish, follow, no_wait_option, pass_state, table, wait
@@ -11,7 +13,7 @@ from wui.cli.base import Group, cell, emit, fields, finish, follow, no_wait_opti
 @pass_state
 def operation(state, operation_id, wait_):
     """Show a long operation (join-5, update-2, ...), or wait for it to end."""
-    op = state.client.get(f"/operations/{operation_id}")
+    op = state.client.get(f"/operations/{urllib.parse.quote(operation_id, safe='')}")
     if wait_:
         op = wait(state, op)
     finish(state, op)
@@ -133,7 +135,7 @@ def nodes_delete(state, node, no_wait):
 @no_wait_option
 @pass_state
 def nodes_reboot(state, node, no_wait):
-    """Reboot one node."""
+    """Reboot a node onto an installed software update (one node out at a time, the admin node last)."""
     follow(state, state.client.call("POST", f"/nodes/{node}/reboot"), no_wait)
 
 
