@@ -275,6 +275,8 @@ def test_an_operator_updates_the_software_and_reboots_the_nodes_one_at_a_time(
     assert f"Uploading flotilla-{NEW}.patch" in terminal and "100%" in terminal
     assert "update-" in terminal and "2/2" in terminal
     assert " succeeded: " in out and NEW in out
+    shown = flotilla("software", "show").stdout
+    assert f"Update to version {NEW}: Installed" in shown and "NODE" in shown
 
     # The rolling reboot: one node at a time, the admin node last, its bar counting the nodes rebooted.
     finish = flotilla.start_on_a_terminal("software", "rolling-reboot")

@@ -130,8 +130,17 @@ def software_show(state):
         click.echo(f"Running versions: {cell(s.get('running_versions'))}")
         click.echo("Patches kept:")
         table(s.get("kept") or [], [("VERSION", "version"), ("SHA256", "sha256"), ("SIZE", "size")])
-        if s.get("rollout"):
-            click.echo(f"Rollout: {cell(s['rollout'])}")
+        if rollout := s.get("rollout"):
+            click.echo(
+                f"Update to version {rollout.get('version')}: {rollout.get('state_text') or rollout.get('state')}"
+            )
+            if message := (rollout.get("operation") or {}).get("message"):
+                click.echo(message)
+            sent = lambda n: f"{n.get('sent')} of {n.get('size')}"  # noqa: E731
+            table(
+                rollout.get("nodes") or [],
+                [("NODE", "node"), ("STATE", "state"), ("SENT", sent), ("MESSAGE", "message")],
+            )
 
     emit(state, state.client.get("/software"), human)
 
@@ -162,7 +171,7 @@ def software_upload(state, file, allow_downgrade):
 @no_wait_option
 @pass_state
 def software_install(state, sha256, no_wait):
-    """Install a kept patch (by its SHA256) on every node, one node at a time."""
+    """Send, verify and install a kept patch (by its SHA256) on every node; reboot them onto it after."""
     follow(state, state.client.call("POST", "/software/install", json_body={"sha256": sha256}), no_wait)
 
 
