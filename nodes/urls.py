@@ -32,6 +32,8 @@ urlpatterns = [
         ),
     ),
     path("update-software/", standalone.update_software, name="update_software"),
+    # The LoadMaster-compatible API for the unit's own commands (a string: the node WUI does not import wui's).
+    path("", include("wui.access.urls")),
 ]
 urlpatterns += [
     path(f"{name.replace('_', '-')}/", views.not_built, {"page": name}, name=name) for name in views.PLANNED

@@ -14,13 +14,12 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from cluster import events, ssh
+from cluster import events
 from cluster.backup import views as backup_views
-from cluster.membership import rules as membership
 from cluster.membership.forms import SharedAddressForm
 from cluster.models import Cluster
-from nodes import agent
-from nodes.local import own_address, shared_url, unit_mode, wui_url
+from nodes import agent, membership
+from nodes.local import shared_url, unit_mode, wui_url
 from wui import text
 
 PLANNED = {}
@@ -100,15 +99,10 @@ def _rebooted_since_joining():
 
 @require_POST
 def add_to_cluster(request):
-    if Cluster.get().mode == Cluster.Mode.HA:
-        messages.error(request, "HA mode is configured on this unit: clustering is unavailable")
-        return redirect("cluster_control")
     try:
-        agent.offer_join()
-    except agent.AgentError as exc:
+        membership.offer_join(events.Actor.of(request))
+    except membership.Refused as exc:
         messages.error(request, str(exc))
-    else:
-        events.operator_action(events.Actor.of(request), "Add to Cluster: waiting to join")
     return redirect("cluster_control")
 
 
@@ -124,24 +118,12 @@ def create_cluster(request):
         if not form.is_valid():
             error = " ".join(e for errs in form.errors.values() for e in errs)
             return render(request, "nodes/create_cluster.html", {"form": form, "error": error}, status=400)
-        facts = agent.facts()
         try:
-            if unit_mode() != "standalone":
-                raise membership.Refused("This unit is already in a cluster")
-            shared = membership.check_shared_address(form.cleaned_data["shared_address"], _addresses(facts))
-            agent.authorize_key(ssh.cluster_public_key())
-            membership.create_cluster(shared, facts, own_address(facts), events.Actor.of(request))
+            shared = membership.create_cluster(form.cleaned_data["shared_address"], events.Actor.of(request))
         except membership.Refused as exc:
             return render(request, "nodes/create_cluster.html", {"form": form, "error": str(exc)}, status=400)
-        agent.set_membership("admin", shared)
-        agent.reboot()
-        url = wui_url(shared)
-        return render(request, "nodes/rebooting.html", {"shared": shared, "shared_url": url})
+        return render(request, "nodes/rebooting.html", {"shared": shared, "shared_url": wui_url(shared)})
     return render(request, "nodes/create_cluster.html", {"form": form})
-
-
-def _addresses(facts):
-    return {a.split("/")[0] for i in facts["interfaces"] for a in i["addresses"]}
 
 
 @login_not_required

@@ -16,6 +16,7 @@ from cluster.backup import rules as backup
 from cluster.models import ConfigGeneration, Event, Interface, Node, RealServer, Rollout, VirtualService
 from tests.helpers import ADMIN_PASSWORD, make_cluster
 from wui.api import keys
+from wui.middleware import API_PATHS
 
 # A unit's health answer carries no data; its join endpoint is called by the cluster's
 # control plane and checks the one-time join code itself (tests/cluster/test_pages.py).
@@ -87,6 +88,7 @@ def argument(route, name, rows):
         "field": lambda: "drain_time",
         "op_id": lambda: "join-1",
         "rest": lambda: "no-such-endpoint",
+        "command": lambda: "cluster/status",  # /access/<command>
     }
     if name == "pk":
         return (rows["virtual_service"] if route.startswith("virtual-services/") else rows["node"]).pk
@@ -109,15 +111,17 @@ def concrete(route, rows):
 
 
 def _assert_login_required(client, url):
-    if url.startswith("/api/v1/") and url != "/api/v1/docs":
-        # The REST API answers 401 itself: a script cannot follow a redirect to a login form.
-        for method in ("get", "post"):
-            assert getattr(client, method)(url).status_code == 401, f"{method.upper()} {url} did not answer 401"
-        return
     for method in ("get", "post"):
         response = getattr(client, method)(url)
         assert response.status_code in (301, 302), f"{method.upper()} {url} answered {response.status_code}"
         assert "/login/" in response["Location"], f"{method.upper()} {url} went to {response['Location']}"
+
+
+def _assert_answers_401(client, url):
+    """The APIs are for scripts: no redirect to a login form, a 401 they can act on."""
+    for method in ("get", "post"):
+        response = getattr(client, method)(url)
+        assert response.status_code == 401, f"{method.upper()} {url} answered {response.status_code}"
 
 
 def walk_every_url(client, urlconf, rows):
@@ -132,6 +136,8 @@ def walk_every_url(client, urlconf, rows):
         )
         if name == "login":
             assert client.get(url).status_code == 200
+        elif url.startswith(API_PATHS) and name != "api_docs":  # the REST API's page for people asks for the login
+            _assert_answers_401(client, url)
         else:
             _assert_login_required(client, url)
         visited.add(route)
