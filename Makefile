@@ -18,10 +18,13 @@ help:
 	@echo "make test-fast - the tests that start no real nodes (-m \"not nodes\")"
 	@echo "make bench  - run the benchmarks; results in bench/results/*.json"
 
-$(VENV)/.installed: requirements.txt requirements-test.txt
+# The project itself goes in editable (the checkout stays what runs), which puts the `flotilla`
+# command-line client in $(VENV)/bin.
+$(VENV)/.installed: requirements.txt requirements-test.txt pyproject.toml
 	@test -n "$(PYTHON)" || { echo "No Python 3.12 or newer found (Django 6.1 needs it). Install python3.12+ or set PYTHON=/path/to/python3.12"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-test.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	touch $@
 
 venv: $(VENV)/.installed

@@ -1,3 +1,2 @@
-from wui.celery import app as celery_app
-
-__all__ = ["celery_app"]
+# The Celery app is created when Django starts (WuiConfig.ready), not on importing this package: the
+# command-line client (wui.cli) runs on operators' machines with the standard library and click only.

@@ -1,0 +1,3 @@
+from wui.cli import main
+
+main()
