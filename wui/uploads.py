@@ -29,7 +29,7 @@ class _DiskUpload(TemporaryUploadedFile):
         UploadedFile.__init__(self, file, name, content_type, 0, charset, content_type_extra)
 
 
-class _StreamToDisk(TemporaryFileUploadHandler):
+class StreamToDisk(TemporaryFileUploadHandler):
     """Streams every uploaded file to disk, whatever its size (FILE_UPLOAD_MAX_MEMORY_SIZE does not apply)."""
 
     def __init__(self, request, directory, suffix):
@@ -59,7 +59,7 @@ def streamed_upload(directory, suffix, max_bytes, too_large):
         @wraps(view)
         def wrapper(request, *args, **kwargs):
             if request.method == "POST":
-                request.upload_handlers = [_StreamToDisk(request, directory(), suffix)]
+                request.upload_handlers = [StreamToDisk(request, directory(), suffix)]
                 if content_length(request) > max_bytes() + FORM_OVERHEAD:
                     return too_large(request, content_length(request))
             return protected(request, *args, **kwargs)

@@ -32,7 +32,7 @@ from firmware import install, patch
 from wui.api import errors, operations, serializers
 from wui.api.stale import checked
 from wui.text import human_size
-from wui.uploads import FORM_OVERHEAD, _StreamToDisk, content_length
+from wui.uploads import FORM_OVERHEAD, StreamToDisk, content_length
 
 ERRORS = {
     400: OpenApiResponse(serializers.Error, "Bad input: the reason, and each field's messages"),
@@ -566,7 +566,7 @@ class StreamedUpload(ApiView):
     def dispatch(self, request, *args, **kwargs):
         # Before anything reads the body (the session's CSRF check would): where it goes, and how much.
         if request.method == "POST":
-            request.upload_handlers = [_StreamToDisk(request, self.directory(), self.suffix)]
+            request.upload_handlers = [StreamToDisk(request, self.directory(), self.suffix)]
             if content_length(request) > self.limit() + FORM_OVERHEAD:
                 size, limit = human_size(content_length(request)), human_size(self.limit())
                 detail = f"The file is too large: the upload is {size}, over the {limit} limit."
