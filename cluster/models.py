@@ -58,6 +58,11 @@ class Node(models.Model):
     ssh_port = models.PositiveIntegerField(default=2222)
     ssh_user = models.CharField(max_length=64)
     host_key = models.TextField(help_text="Pinned SSH host key: a changed key is refused.")
+    tls_fingerprint = models.CharField(
+        max_length=95,
+        blank=True,
+        help_text="Pinned SHA-256 fingerprint of the certificate the unit's WUI serves: a changed one is refused.",
+    )
     facts = models.JSONField(default=dict, blank=True)
     is_admin = models.BooleanField(default=False)
     enabled = models.BooleanField(default=False)
@@ -252,6 +257,8 @@ class JoinRequest(models.Model):
 
     code = models.CharField(max_length=16, blank=True)  # cleared once the request is over
     fingerprint = models.CharField(max_length=64, blank=True)
+    # The certificate the unit's join endpoint presented at the check: the accept and the abort must meet it again.
+    tls_fingerprint = models.CharField(max_length=95, blank=True)
     state = models.CharField(max_length=8, choices=State, default=State.PENDING)
     step = models.CharField(max_length=8, choices=Step, default=Step.CHECKING, blank=True)
     lease_until = models.DateTimeField(

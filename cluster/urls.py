@@ -9,4 +9,5 @@ urlpatterns = [
     path("network-setup/", include("cluster.network.urls")),
     path("system-logs/", include("cluster.logs.urls")),
     path("backup-restore/", include("cluster.backup.urls")),
+    path("certificates/wui/", include("cluster.certificates.urls")),
 ]

@@ -23,7 +23,7 @@ def own_address(facts):
 
 def wui_url(address, page=""):
     """A unit's WUI (every unit serves it on the same port), at ``page`` ("network-setup/")."""
-    return f"http://{address}:{settings.NODE_WUI_PORT}/{page}"
+    return f"https://{address}:{settings.NODE_WUI_PORT}/{page}"
 
 
 def shared_url(page=""):

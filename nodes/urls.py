@@ -34,6 +34,7 @@ urlpatterns = [
     path("update-software/", standalone.update_software, name="update_software"),
     # The LoadMaster-compatible API for the unit's own commands (a string: the node WUI does not import wui's).
     path("", include("wui.access.urls")),
+    path("certificates/wui/", include("cluster.certificates.urls")),  # this unit's own certificate
 ]
 urlpatterns += [
     path(f"{name.replace('_', '-')}/", views.not_built, {"page": name}, name=name) for name in views.PLANNED

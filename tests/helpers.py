@@ -340,7 +340,7 @@ def unit_state(unit, name):
 # --- browsers ----------------------------------------------------------------------------------------
 
 
-SHARED_URL = f"http://{SHARED}:8000"
+SHARED_URL = f"https://{SHARED}:8000"
 
 
 def log_in(page, url):

@@ -26,6 +26,7 @@ FULL_MENU = [
             ("System Log Files", "system_logs"),
         ],
     ),
+    ("Certificates & Security", None, [("WUI Certificate", "wui_certificate")]),
 ]
 
 NODE_MENU = [
@@ -42,6 +43,7 @@ NODE_MENU = [
             ("Reboot", "reboot"),
         ],
     ),
+    ("Certificates & Security", None, [("WUI Certificate", "wui_certificate")]),
 ]
 
 

@@ -149,10 +149,16 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_RESET_ON_SUCCESS = True
 
-# HTTPS is expected in production (FLOTILLA_HTTPS=true); the local cluster is plain HTTP on loopback.
-HTTPS = env.bool("FLOTILLA_HTTPS", default=False)
+# Every WUI is served over HTTPS (gunicorn terminates TLS itself: wui/gunicorn_conf.py, wui/tls.py):
+# cookies only over HTTPS, and HSTS. Plain HTTP is redirected by gunicorn's own small listener, so
+# Django redirects only when asked to (FLOTILLA_SSL_REDIRECT: a TLS proxy that forwards plain HTTP
+# too); Django's test client speaks plain HTTP to the views and needs no redirect followed.
+# FLOTILLA_HTTPS=false is for a WUI reached only through a proxy that serves plain HTTP.
+HTTPS = env.bool("FLOTILLA_HTTPS", default=True)
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = HTTPS
-SECURE_SSL_REDIRECT = HTTPS
+SECURE_SSL_REDIRECT = env.bool("FLOTILLA_SSL_REDIRECT", default=False)
+if HTTPS and not SECURE_SSL_REDIRECT:
+    SILENCED_SYSTEM_CHECKS = ["security.W008"]  # the redirect is gunicorn's plain-HTTP listener's
 SECURE_HSTS_SECONDS = 31536000 if HTTPS else 0
 SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
 SECURE_HSTS_PRELOAD = HTTPS

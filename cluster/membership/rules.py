@@ -4,11 +4,11 @@ Requests record the operator's intent in the database and return; the
 worker then tells the nodes. Every step can run twice without harm.
 """
 
+import http.client
 import ipaddress
 import json
 import re
-import urllib.error
-import urllib.request
+import ssl
 from datetime import timedelta
 
 from auditlog.context import set_actor
@@ -32,7 +32,7 @@ from cluster.membership.status import (
 )
 from cluster.models import Cluster, JoinRequest, Node, VirtualService
 from cluster.network import document as network
-from nodes.agent.formats import HARDWARE_KEYS
+from nodes.agent.formats import HARDWARE_KEYS, tls_fingerprint
 from wui import failpoints
 from wui.text import clip, plural, short
 
@@ -167,7 +167,8 @@ def _join(join):
     cluster = Cluster.get()
     if join.step == JoinRequest.Step.CHECKING:
         _check_can_add(join.address)
-        offered = post_to_node(join.address, {"code": join.code, "check": True})
+        offered, presented = post_to_node(join.address, {"code": join.code, "check": True})
+        _pin_certificate(join, offered, presented)
         if join.fingerprint and join.fingerprint != ssh.fingerprint(offered["host_key"]):
             raise Refused(
                 f"the node's host key fingerprint is {ssh.fingerprint(offered['host_key'])}, "
@@ -201,7 +202,7 @@ def _renew(join):
 def _accept(join, cluster):
     _renew(join)
     payload = {"code": join.code, "cluster_key": ssh.cluster_public_key(), "shared_address": cluster.shared_address}
-    accepted = post_to_node(join.address, payload)
+    accepted, _ = post_to_node(join.address, payload, pinned=join.tls_fingerprint)
     if join.fingerprint and join.fingerprint != ssh.fingerprint(accepted["host_key"]):
         raise Refused("the node's host key fingerprint changed while joining")
     JoinRequest.objects.filter(pk=join.pk).update(step=JoinRequest.Step.ACCEPTED)
@@ -219,6 +220,7 @@ def _record(join, accepted):
             ssh_port=accepted.get("ssh_port") or settings.SSH_PORT,
             ssh_user=accepted["ssh_user"],
             host_key=accepted["host_key"],
+            tls_fingerprint=join.tls_fingerprint,
             facts=accepted,
             version=accepted.get("version", ""),
         )
@@ -250,7 +252,7 @@ def _undo_join(join):
     if join.step != JoinRequest.Step.ACCEPTED:
         return
     try:
-        post_to_node(join.address, {"code": join.code, "abort": True})
+        post_to_node(join.address, {"code": join.code, "abort": True}, pinned=join.tls_fingerprint)
     except Refused as exc:
         events.warning(
             f"Adding {join.address}: the unit did not confirm that it forgot the cluster's key ({exc}); "
@@ -289,23 +291,59 @@ def hardware_differences(facts):
     ]
 
 
-def post_to_node(address, payload):
-    """Call a unit's join endpoint (its own WUI), which checks the one-time code."""
-    url = f"http://{address}:{settings.NODE_WUI_PORT}/cluster/join"
-    data = json.dumps(payload).encode()
-    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"}, method="POST")
+def _pin_certificate(join, offered, presented):
+    """The unit names the certificate its WUI serves (its answer is the one-time code's: the code
+    authenticates it); the connection must have presented that very certificate, and it is pinned
+    for the rest of the join and on the node's row, as the SSH host key is."""
+    said = offered.get("tls_fingerprint")
+    if not said:
+        raise Refused("the unit did not say which certificate its WUI serves: update its software first")
+    if said != presented:
+        raise Refused(
+            f"the certificate presented at {join.address} ({presented}) is not the one the unit serves "
+            f"({said}): something between the cluster and the unit answered in its place"
+        )
+    if join.tls_fingerprint and join.tls_fingerprint != presented:
+        raise Refused(f"the unit's certificate changed while joining: pinned {join.tls_fingerprint}, now {presented}")
+    JoinRequest.objects.filter(pk=join.pk).update(tls_fingerprint=presented)
+    join.tls_fingerprint = presented
+
+
+def post_to_node(address, payload, pinned=""):
+    """Call a unit's join endpoint (its own WUI, over HTTPS), which checks the one-time code.
+
+    Returns (the answer, the fingerprint of the certificate the unit presented). The unit's
+    certificate is its own, signed by no one the cluster knows: before it is pinned the one-time
+    code is what authenticates the answer; once pinned (``pinned``), a different certificate is
+    refused with both fingerprints and nothing is sent.
+    """
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # checked against the pin below, before the request is sent
+    timeout = settings.SSH_CONNECT_TIMEOUT + 2
+    connection = http.client.HTTPSConnection(address, settings.NODE_WUI_PORT, timeout=timeout, context=context)
     try:
-        with urllib.request.urlopen(req, timeout=settings.SSH_CONNECT_TIMEOUT + 2) as response:
-            return json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        with exc:
-            try:
-                reason = json.loads(exc.read()).get("error", exc.reason)
-            except ValueError:
-                reason = exc.reason
-        raise Refused(reason) from exc
-    except (OSError, ValueError) as exc:
-        raise Refused(f"could not reach the unit at {address}: {getattr(exc, 'reason', exc)}") from exc
+        connection.connect()
+        presented = tls_fingerprint(connection.sock.getpeercert(binary_form=True))
+        if pinned and presented != pinned:
+            raise Refused(
+                f"the unit's WUI certificate changed: pinned {pinned}, presented {presented}; nothing was sent to it"
+            )
+        connection.request("POST", "/cluster/join", json.dumps(payload), {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        body = response.read()
+    except (OSError, http.client.HTTPException) as exc:
+        raise Refused(f"could not reach the unit at {address}: {exc}") from exc
+    finally:
+        connection.close()
+    try:
+        answer = json.loads(body)
+    except ValueError as exc:
+        raise Refused(f"the unit at {address} answered {response.status} {response.reason}, not JSON") from exc
+    if response.status >= 400:
+        reason = answer.get("error") if isinstance(answer, dict) else None
+        raise Refused(reason or f"{response.status} {response.reason}")
+    return answer, presented
 
 
 # --- enable, disable, delete -------------------------------------------------

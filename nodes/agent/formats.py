@@ -69,6 +69,19 @@ def fingerprint(key_line):
     return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
 
 
+# Where a unit keeps the certificate its WUI serves, under its state directory: the certificate
+# alone (public, read by the agent for its facts) and the private key with it (0600, what the
+# WUI's server loads, one file so that a replacement is a single rename).
+TLS_DIRECTORY = "tls"
+TLS_CERTIFICATE = "wui.crt"
+TLS_KEY_AND_CERTIFICATE = "wui.pem"
+
+
+def tls_fingerprint(der):
+    """A TLS certificate's SHA-256 fingerprint as browsers and ``openssl x509 -fingerprint`` show it."""
+    return ":".join(f"{byte:02X}" for byte in hashlib.sha256(der).digest())
+
+
 # --- tar members -------------------------------------------------------------------------------
 
 MAX_MEMBER_NAME = 1024  # characters in a member's whole path

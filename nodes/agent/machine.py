@@ -3,7 +3,9 @@
 import os
 import platform
 import socket
+import ssl
 
+from nodes.agent.formats import TLS_CERTIFICATE, TLS_DIRECTORY, tls_fingerprint
 from nodes.agent.state import node_home, read_json, running_version
 
 
@@ -68,7 +70,17 @@ def facts():
         "host_key": host_key(),
         "ssh_user": node.get("ssh_user", ""),
         "ssh_port": node.get("ssh_port", 22),
+        "tls_fingerprint": wui_certificate_fingerprint(),
     }
+
+
+def wui_certificate_fingerprint():
+    """The SHA-256 fingerprint of the certificate this unit's WUI serves ("" before its first start)."""
+    try:
+        with open(os.path.join(node_home(), TLS_DIRECTORY, TLS_CERTIFICATE), encoding="ascii") as f:
+            return tls_fingerprint(ssl.PEM_cert_to_DER_cert(f.read()))
+    except (OSError, ValueError):
+        return ""
 
 
 def _with_local_choices(interface):

@@ -31,7 +31,7 @@ def test_not_offered_while_the_unit_is_in_a_cluster(admin_client, unit_home, mod
     for response in (admin_client.get("/backup-restore/"), admin_client.post("/backup-restore/", {"action": "backup"})):
         assert response.status_code == 403
         assert "Backup/Restore is not offered here: this unit is in a cluster" in text_of(response)
-        assert "http://10.0.0.90:8000/backup-restore/" in text_of(response)
+        assert "https://10.0.0.90:8000/backup-restore/" in text_of(response)
         assert response["Content-Type"].startswith("text/html")  # no backup file handed out
 
 

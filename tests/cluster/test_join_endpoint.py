@@ -15,7 +15,7 @@ import pytest
 
 from cluster import ssh
 from nodes import agent
-from tests.harness import SSH_PORT
+from tests.harness import SSH_PORT, https_context
 from tests.helpers import ADMIN_PASSWORD, SHARED
 
 
@@ -45,7 +45,7 @@ def post(unit, payload):
         method="POST",
     )
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=10, context=https_context(unit.ca_file)) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         with exc:
@@ -171,7 +171,10 @@ class Browser:
     def __init__(self, unit):
         self.base = unit.wui_url
         self.jar = http.cookiejar.CookieJar()
-        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
+        self.opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(self.jar),
+            urllib.request.HTTPSHandler(context=https_context(unit.ca_file)),
+        )
         self.get("/login/")
         assert "/login/" not in self.post("/login/", {"username": "admin", "password": ADMIN_PASSWORD})[0]
 
@@ -188,7 +191,9 @@ class Browser:
     def post(self, path, form):
         token = next(c.value for c in self.jar if c.name == "csrftoken")
         data = urllib.parse.urlencode({**form, "csrfmiddlewaretoken": token}).encode()
-        with self.opener.open(urllib.request.Request(self.base + path, data=data), timeout=10) as response:
+        # Over HTTPS Django's CSRF check also wants the page the form came from, as a browser sends it.
+        request = urllib.request.Request(self.base + path, data=data, headers={"Referer": self.base + path})
+        with self.opener.open(request, timeout=10) as response:
             return response.url, response.read().decode()
 
 
@@ -202,7 +207,7 @@ def test_a_join_the_cluster_never_finishes_is_undone_after_the_window(unit, clus
     code = re.search(r'data-testid="join-code">([A-Z2-7-]+)<', page)[1]
     assert accept(unit, code, key)[0] == 200
     page = browser.get("/cluster-control/")
-    assert f'Joining the cluster at <a href="http://{SHARED}:8000/">{SHARED}</a>' in page
+    assert f'Joining the cluster at <a href="https://{SHARED}:8000/">{SHARED}</a>' in page
     assert "Add to Cluster" not in page and 'href="/backup-restore/"' not in page
     assert "/cluster-control/?was=joining" in page
     assert browser.poll("/cluster-control/?was=standalone")[0]["HX-Refresh"] == "true"  # the menu changed

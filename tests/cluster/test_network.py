@@ -387,7 +387,7 @@ def test_the_node_local_page_shows_own_settings_and_the_clusters_read_only(admin
     page = response.content.decode()
     assert 'value="127.0.11.3/24"' in page
     assert 'aria-label="Use for Default Gateway on eth0" checked' in page
-    link = f"http://{SHARED}:8000/network-setup/"
+    link = f"https://{SHARED}:8000/network-setup/"
     assert f'Change these on the shared address: <a href="{link}">{link}</a>' in page
     assert "<td>9000</td>" in page and "<td>1000Mb/s, Full Duplex</td>" in page and "127.0.11.150/24" in page
     assert 'name="mtu"' not in page and 'name="cluster_shared_address"' not in page

@@ -211,7 +211,7 @@ def test_a_member_units_own_pages_show_the_cluster_and_change_nothing(page, memb
     log_in(page, unit.wui_url + "/virtual-services/")
     note = page.get_by_role("note")
     expect(note).to_contain_text(f"This unit is a member of the cluster at {SHARED}")
-    expect(note.get_by_role("link", name=f"http://{SHARED}:8000/virtual-services/")).to_be_visible()
+    expect(note.get_by_role("link", name=f"https://{SHARED}:8000/virtual-services/")).to_be_visible()
     row = page.locator(f'tr[data-vs="{SHARED}:80"]')
     expect(row.locator("td")).to_have_text([f"{SHARED}:80", "TCP", "web", "L7", "Enabled", "1"])
     expect(page.get_by_role("main").get_by_role("button")).to_have_count(0)
@@ -228,7 +228,7 @@ def test_a_member_units_own_pages_show_the_cluster_and_change_nothing(page, memb
 
     page.goto(unit.wui_url + "/update-software/")
     expect(page.get_by_role("note")).to_contain_text("the cluster's software is updated on its shared address")
-    expect(page.get_by_role("link", name=f"http://{SHARED}:8000/update-software/")).to_be_visible()
+    expect(page.get_by_role("link", name=f"https://{SHARED}:8000/update-software/")).to_be_visible()
     expect(page.get_by_label("Software Update File")).to_have_count(0)
     upload = tmp_path / "any.patch"
     upload.write_bytes(b"not looked at")

@@ -18,6 +18,7 @@ WUI_HELPERS = {
     "wui.bounded",
     "wui.forms",
     "wui.uploads",
+    "wui.tls",
     "wui.failpoints",
     "wui.broker",
     "wui.celery",

@@ -7,12 +7,25 @@ benchmarks (bench/*.py) start their clusters with it; nothing a unit runs import
 from tests.harness.local_cluster import (
     AGENT_PYTHON,
     BASE_DIR,
+    HTTP_PORT,
     ROOT,
     SSH_PORT,
     WUI_PORT,
     Cluster,
     HarnessError,
     Node,
+    https_context,
 )
 
-__all__ = ["AGENT_PYTHON", "BASE_DIR", "ROOT", "SSH_PORT", "WUI_PORT", "Cluster", "HarnessError", "Node"]
+__all__ = [
+    "AGENT_PYTHON",
+    "BASE_DIR",
+    "HTTP_PORT",
+    "ROOT",
+    "SSH_PORT",
+    "WUI_PORT",
+    "Cluster",
+    "HarnessError",
+    "Node",
+    "https_context",
+]

@@ -3,7 +3,8 @@
 Node N listens on loopback address PREFIX.N: its own OpenSSH sshd on port
 2222 (own host key, own authorized_keys, its own unprivileged login user, and
 ``SetEnv NODE_HOME``), its own state directory and its own node-local WUI on
-port 8000. The shared WUI goes on PREFIX.90:8000.
+port 8000 (HTTPS with the certificate the unit made on its first start; plain
+HTTP on 8080 redirects to it). The shared WUI goes on PREFIX.90:8000.
 
 Node daemons keep pid files under the node's directory, so that any process
 (the demo, a test, a Celery worker carrying out a reboot) can stop and start
@@ -18,6 +19,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -30,7 +32,8 @@ from nodes.agent.build import build_zipapp
 BASE_DIR = Path(__file__).resolve().parents[2]  # tests/harness/local_cluster.py
 ROOT = Path(os.environ.get("FLOTILLA_HARNESS_ROOT", "/var/lib/flotilla-harness"))
 SSH_PORT = 2222
-WUI_PORT = 8000
+WUI_PORT = 8000  # HTTPS
+HTTP_PORT = 8080  # plain HTTP, redirected to WUI_PORT
 SHARED_OCTET = 90
 SSHD = "/usr/sbin/sshd"
 HAPROXY = "/usr/sbin/haproxy"
@@ -152,14 +155,21 @@ def wait_for_port(address, port, timeout=15.0):
     raise HarnessError(f"nothing answered on {address}:{port} within {timeout:g} s")
 
 
-def wait_for_http(url, timeout=30.0):
+def https_context(ca_file):
+    """Verifies a WUI's certificate against ca_file (the unit's own certificate, or the cluster's bundle)."""
+    return ssl.create_default_context(cafile=str(ca_file))
+
+
+def wait_for_http(url, timeout=30.0, ca_file=None):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(url, timeout=1) as response:
+            # Read again at every try: the unit makes its certificate as its WUI starts.
+            context = https_context(ca_file) if ca_file else None
+            with urllib.request.urlopen(url, timeout=1, context=context) as response:
                 if response.status < 500:
                     return
-        except OSError:
+        except (OSError, ssl.SSLError):
             time.sleep(0.1)
     raise HarnessError(f"{url} did not answer within {timeout:g} s")
 
@@ -176,12 +186,17 @@ class Node:
         self.etc = self.root / "etc"
         self.run = self.root / "run"
         self.user = f"flotilla-{cluster.prefix.split('.')[2]}-{n}"
-        self.wui_url = f"http://{self.address}:{WUI_PORT}"
+        self.wui_url = f"https://{self.address}:{WUI_PORT}"
         self.lock = threading.RLock()  # a reboot and a reset of the same machine never overlap
         self.rebooting = threading.Event()
         self.resets = 0
         self.fresh_state = None  # what the machine looked like right after its last factory reset
         self.kept = 0  # factory resets skipped: the machine was as its last reset left it
+
+    @property
+    def ca_file(self):
+        """The certificate this unit's WUI serves (and, on the admin unit, the shared WUI): it verifies them."""
+        return self.home / "tls" / "wui.crt"
 
     @property
     def host_key(self):
@@ -300,9 +315,10 @@ class Node:
                 self._start_control_plane()
         wait_for_port(self.address, SSH_PORT)
         if self.cluster.web:
-            wait_for_http(f"{self.wui_url}/health")
+            wait_for_http(f"{self.wui_url}/health", ca_file=self.ca_file)
             if admin:
-                wait_for_http(f"http://{self.membership()['shared_address']}:{WUI_PORT}/health")
+                shared = self.membership()["shared_address"]
+                wait_for_http(f"https://{shared}:{WUI_PORT}/health", ca_file=self.ca_file)
 
     def agent(self, *args):
         """Run the node's agent as its init system would (as root, on the node's own state)."""
@@ -335,6 +351,7 @@ class Node:
 
     def _gunicorn(self, address, name, env):
         argv = [self.cluster.python, "-m", "gunicorn", "wui.wsgi", "--daemon", "--bind", f"{address}:{WUI_PORT}"]
+        argv += ["--config", "python:wui.gunicorn_conf"]  # HTTPS, the certificate, the plain-HTTP redirect
         argv += ["--workers", "1", "--threads", "8", "--graceful-timeout", "2", "--pid", str(self.run / f"{name}.pid")]
         argv += ["--error-logfile", str(self.run / f"{name}.log"), "--chdir", str(BASE_DIR), "--no-control-socket"]
         subprocess.run(argv, env=env, check=True, cwd=BASE_DIR)
@@ -465,7 +482,7 @@ class Node:
         self.stop()
         for name in self.STATE_FILES:
             (self.home / name).unlink(missing_ok=True)
-        for directory in ("slots", "incoming", "haproxy"):
+        for directory in ("slots", "incoming", "haproxy", "tls"):
             shutil.rmtree(self.home / directory, ignore_errors=True)
         (self.root / "wui.sqlite3").unlink(missing_ok=True)
         shutil.rmtree(self.root / "var", ignore_errors=True)
@@ -505,7 +522,7 @@ class Cluster:
         self.root = Path(root) if root else ROOT / prefix
         self.fresh = fresh
         self.shared_address = f"{prefix}.{SHARED_OCTET}"
-        self.shared_url = f"http://{self.shared_address}:{WUI_PORT}"
+        self.shared_url = f"https://{self.shared_address}:{WUI_PORT}"
         self.nodes = [Node(self, n) for n in range(1, size + 1)]
         self.template_db = self.root / "node-wui-template.sqlite3"
         self.haproxy = self.root / "haproxy"  # the units' data plane, allowed low ports and foreign addresses
@@ -514,6 +531,20 @@ class Cluster:
 
     def node(self, n):
         return self.nodes[n - 1]
+
+    @property
+    def ca_file(self):
+        """One PEM file that verifies every unit's WUI and the shared WUI: each unit's own self-signed
+        certificate, read again at every use (a unit makes a new one after a factory reset)."""
+        bundle = self.root / "wui-certificates.pem"
+        certificates = []
+        for node in self.nodes:
+            with contextlib.suppress(OSError):
+                certificates.append(node.ca_file.read_text())
+        tmp = bundle.with_name(f".{bundle.name}.{os.getpid()}.{threading.get_ident()}")
+        tmp.write_text("".join(certificates))
+        os.replace(tmp, bundle)
+        return bundle
 
     def supervise(self):
         """Act on reboot requests, as each machine's init system would."""
