@@ -1,6 +1,7 @@
 """Add New Node against real units: the one-time code, the pinned key, the refusals."""
 
 import json
+import ssl
 
 import pytest
 from django.test import override_settings
@@ -9,6 +10,8 @@ from django.urls import reverse
 from cluster.membership.rules import node_rows
 from cluster.membership.status import Status
 from cluster.models import Event, JoinRequest, Node
+from nodes.agent.formats import tls_fingerprint
+from tests.harness import WUI_PORT
 from tests.helpers import add, unit_state, wait_until
 
 pytestmark = pytest.mark.usefixtures("cluster_on_node1")
@@ -21,6 +24,9 @@ def test_a_unit_waiting_to_join_is_added_disabled_with_its_host_key_pinned(admin
     node = Node.objects.get(address=unit.address)
     assert node.number == 2
     assert node.host_key == unit.host_key_line
+    # The certificate its WUI presents is pinned too, as the host key is.
+    served = ssl.get_server_certificate((unit.address, WUI_PORT))
+    assert node.tls_fingerprint == tls_fingerprint(ssl.PEM_cert_to_DER_cert(served)) != ""
     assert not node.enabled
     _, rows, _ = node_rows()
     assert [r["status"] for r in rows] == [Status.ADMIN, Status.DISABLED]
