@@ -26,7 +26,7 @@ from pathlib import Path
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))  # run as a script: make the project importable
 
-from tests.harness import Cluster
+from tests.harness import Cluster, https_context
 
 PREFIX = "127.0.12"
 TRIES = 10
@@ -54,10 +54,14 @@ def create_cluster(cluster):
     admin.restart()  # the admin unit comes back on the shared address with the worker
 
 
-def login(base, password):
+def login(base, password, ca_file):
     # No proxy handler: whatever the environment says, this traffic stays on loopback.
     jar = http.cookiejar.CookieJar()
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPCookieProcessor(jar))
+    opener = urllib.request.build_opener(
+        urllib.request.ProxyHandler({}),
+        urllib.request.HTTPCookieProcessor(jar),
+        urllib.request.HTTPSHandler(context=https_context(ca_file)),  # the units' own certificates
+    )
     form = opener.open(f"{base}/login/", timeout=5).read().decode()
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form).group(1)
     data = urllib.parse.urlencode({"csrfmiddlewaretoken": token, "username": "admin", "password": password})
@@ -122,7 +126,7 @@ def main():
     try:
         cluster.start()
         create_cluster(cluster)
-        page = Page(login(cluster.shared_url, password), cluster.shared_url)
+        page = Page(login(cluster.shared_url, password, cluster.ca_file), cluster.shared_url)
         samples, stops = [], []
         for i in range(TRIES):
             node = cluster.node(VICTIMS[i % len(VICTIMS)])

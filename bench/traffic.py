@@ -376,9 +376,9 @@ def responders():
 class Wui:
     """The shared WUI as an operator's browser uses it: logged in, with the form's CSRF token."""
 
-    def __init__(self, base, password):
+    def __init__(self, base, password, ca_file):
         self.base = base
-        self.opener = login(base, password)
+        self.opener = login(base, password, ca_file)
 
     def fetch(self, path, data=None, fragment=False):
         headers = {"Referer": f"{self.base}{path}"}
@@ -534,7 +534,7 @@ def create_cluster(cluster):
 def setup_cluster(cluster, password, real_servers):
     cluster.start()
     create_cluster(cluster)
-    wui = Wui(cluster.shared_url, password)
+    wui = Wui(cluster.shared_url, password, cluster.ca_file)
     wui.post("/cluster-control/parameter/drain_time", {"drain_time": DRAIN_TIME_S}, "/cluster-control/")
     wui.add_real_servers(wui.service_pk(VS_ADDRESS, VS_PORT), real_servers.servers)
     for n in NODES[1:]:

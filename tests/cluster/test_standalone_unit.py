@@ -47,7 +47,9 @@ def csrf_post(page, url, **body):
     """A form posted with the page's session, as a browser that skips the page's own controls would."""
     token = next(c["value"] for c in page.context.cookies() if c["name"] == "csrftoken")
     key = "multipart" if "multipart" in body else "form"
-    return page.request.post(url, **{key: {**body[key], "csrfmiddlewaretoken": token}})
+    # Over HTTPS Django's CSRF check also wants the origin a browser sends with a form.
+    headers = {"Referer": url}
+    return page.request.post(url, headers=headers, **{key: {**body[key], "csrfmiddlewaretoken": token}})
 
 
 def build_patch(path, version, key):

@@ -52,6 +52,7 @@ class Command(BaseCommand):
                 self.stdout.write("Create the cluster on a unit: HA and Clustering > Clustering > Cluster Control.")
             self.stdout.write(f"Shared WUI: {cluster.shared_url}/")
             self.stdout.write(f"Login: admin / {password}")
+            self._how_to_trust(cluster)
             self.stdout.write(f"A software update to try (Update Software): {sample}")
             if not bare:
                 service = f"http://{cluster.prefix}.{SERVICE_OCTET}/"
@@ -68,6 +69,20 @@ class Command(BaseCommand):
         finally:
             cluster.stop()
             servers.stop()
+
+    def _how_to_trust(self, cluster):
+        """Each unit made its own certificate on its first start: say how to trust them."""
+        bundle = cluster.ca_file  # every unit's certificate as it is now
+        self.stdout.write(
+            "HTTPS with each unit's own self-signed certificate (plain HTTP on port 8080 redirects to it). "
+            f"To trust them: curl --cacert {bundle} {cluster.shared_url}/health"
+        )
+        self.stdout.write(
+            "In a browser, accept the warning once per address after comparing the SHA-256 fingerprint with "
+            "Certificates & Security > WUI Certificate (or openssl x509 -noout -fingerprint -sha256 -in "
+            f"{cluster.node(1).ca_file}); Create New Cluster makes the admin unit's again for the shared address, "
+            "so read the file again after it."
+        )
 
     def _sample_update(self):
         """A patch to version 1.1.0 signed by a key made for this demo, which its units trust."""
