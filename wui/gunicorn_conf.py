@@ -47,7 +47,8 @@ def unit_addresses(environ=os.environ):
 
 
 def _bound(server):
-    return [(host, port) for host, port in (a for a in server.cfg.address if isinstance(a, tuple))]
+    """The (host, port) addresses gunicorn listens on (a Unix socket has no TLS redirect to offer)."""
+    return [address for address in server.cfg.address if isinstance(address, tuple)]
 
 
 def _wildcard(host):

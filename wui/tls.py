@@ -27,6 +27,7 @@ from nodes.agent.formats import TLS_CERTIFICATE, TLS_DIRECTORY, TLS_KEY_AND_CERT
 
 VALIDITY_DAYS = 3650  # appliances make theirs for ten years: the operator replaces it, not the calendar
 MAX_PEM_BYTES = 64 * 1024  # a certificate chain or a key is a few kilobytes
+MIN_RSA_BITS = 2048
 SELF_MADE = "self-made"
 
 
@@ -229,6 +230,8 @@ def check_pair(certificate_pem, key_pem, now=None):
         raise Refused("The private key file is not a PEM private key (-----BEGIN PRIVATE KEY-----)") from exc
     if not isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey)):
         raise Refused("The private key must be an RSA, EC or Ed25519 key")
+    if isinstance(key, rsa.RSAPrivateKey) and key.key_size < MIN_RSA_BITS:
+        raise Refused(f"The RSA key has {key.key_size} bits: at least {MIN_RSA_BITS} are needed")
     certificate = chain[0]
     der = serialization.PublicFormat.SubjectPublicKeyInfo
     if certificate.public_key().public_bytes(serialization.Encoding.DER, der) != key.public_key().public_bytes(

@@ -14,7 +14,7 @@ import uuid
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
@@ -140,6 +140,7 @@ def _refusals(authority):
         ("not a key", certificate, b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", "not a PEM"),
         ("a passphrase", certificate, encrypted, "protected by a passphrase"),
         ("too large", certificate + b"#" * tls.MAX_PEM_BYTES, key, "at most 64 KiB"),
+        ("a short RSA key", *authority.issue("10.0.0.5", key=rsa.generate_private_key(65537, 1024)), "1024 bits"),  # noqa: S505  (the point)
     ]
 
 
