@@ -17,6 +17,7 @@ from cluster import ssh
 from cluster.models import Cluster, Event, Node
 from nodes import agent
 from nodes.agent import dataplane
+from tests.harness import https_context
 from tests.helpers import ADMIN_PASSWORD, alive, host_key, wait_until
 
 pytestmark = pytest.mark.django_db
@@ -130,7 +131,7 @@ def test_a_real_units_own_address_answers_joincluster_with_a_code_its_join_endpo
         if data is not None:
             request.add_header("Content-Type", "application/json")
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:
+            with urllib.request.urlopen(request, timeout=10, context=https_context(unit.ca_file)) as response:
                 return response.status, response.read()
         except urllib.error.HTTPError as exc:
             with exc:
