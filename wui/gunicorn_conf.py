@@ -68,8 +68,12 @@ def when_ready(server):
     if not HTTP_PORT:
         return
     for host, https_port in _bound(server):
-        redirect = _redirector(https_port)
-        listener = HTTPServer((host, HTTP_PORT), redirect)
+        try:
+            listener = HTTPServer((host, HTTP_PORT), _redirector(https_port))
+        except OSError as exc:
+            # A convenience: its port taken (a Virtual Service on it) must not keep the WUI down.
+            server.log.warning("No plain-HTTP redirect on %s:%s: %s", host, HTTP_PORT, exc)
+            continue
         threading.Thread(target=listener.serve_forever, daemon=True, name=f"http-redirect-{host}").start()
 
 

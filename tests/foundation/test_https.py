@@ -5,6 +5,7 @@ import datetime
 import http.client
 import http.cookiejar
 import ipaddress
+import socket
 import ssl
 import urllib.error
 import urllib.parse
@@ -327,3 +328,16 @@ def test_the_join_refuses_a_unit_whose_certificate_is_not_the_pinned_one(harness
     # The pinned certificate gets through: the unit itself answers (it is not waiting to join).
     with pytest.raises(membership.Refused, match="not waiting to join"):
         membership.post_to_node(unit.address, {"code": "AAAA-AAAA", "check": True}, pinned=served)
+
+
+def test_a_taken_plain_http_port_leaves_the_wui_serving_https_without_the_redirect(harness):
+    unit = harness.node(4)
+    unit.stop()
+    taken = socket.create_server((unit.address, HTTP_PORT))  # say, a Virtual Service on that port
+    try:
+        unit.start()  # waits until the WUI answers over HTTPS
+        assert presented(unit.address, cafile=unit.ca_file)
+        assert "No plain-HTTP redirect on" in (unit.run / "wui.log").read_text()
+    finally:
+        taken.close()
+        unit.factory_reset()
