@@ -333,11 +333,15 @@ def test_the_join_refuses_a_unit_whose_certificate_is_not_the_pinned_one(harness
 def test_a_taken_plain_http_port_leaves_the_wui_serving_https_without_the_redirect(harness):
     unit = harness.node(4)
     unit.stop()
+    log = unit.run / "wui.log"
+    before = log.stat().st_size if log.exists() else 0
     taken = socket.create_server((unit.address, HTTP_PORT))  # say, a Virtual Service on that port
     try:
         unit.start()  # waits until the WUI answers over HTTPS
         assert presented(unit.address, cafile=unit.ca_file)
-        assert "No plain-HTTP redirect on" in (unit.run / "wui.log").read_text()
+        with open(log, "rb") as f:
+            f.seek(before)
+            assert b"No plain-HTTP redirect on" in f.read()
     finally:
         taken.close()
         unit.factory_reset()
