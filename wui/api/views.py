@@ -41,6 +41,7 @@ ERRORS = {
     404: OpenApiResponse(serializers.Error, "No such thing"),
     409: OpenApiResponse(serializers.Error, "Refused because of the cluster's state, or a stale generation"),
     413: OpenApiResponse(serializers.Error, "The upload is too large"),
+    415: OpenApiResponse(serializers.Error, "The body is not of a type this operation takes"),
 }
 IF_MATCH = OpenApiParameter(
     "If-Match", str, OpenApiParameter.HEADER, required=False, description=serializers.GENERATION_HELP
@@ -50,6 +51,8 @@ IF_MATCH = OpenApiParameter(
 def doc(ok, codes=(400, 401, 403, 404, 409), request=None, write=True, **extra):
     """The schema of one operation: its answer, the refusals it can give, the If-Match header for writes."""
     responses = ok if isinstance(ok, dict) else {200: ok}
+    # Any body may come in a type the operation does not parse (a garbled multipart, text for JSON).
+    codes = (*codes, 415) if write else codes
     responses = {**responses, **{code: ERRORS[code] for code in codes}}
     parameters = [*extra.pop("parameters", []), *([IF_MATCH] if write else [])]
     return extend_schema(request=request, responses=responses, parameters=parameters, **extra)
