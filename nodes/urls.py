@@ -16,6 +16,7 @@ urlpatterns = [
     path("ha-clustering/", cluster_views.ha_clustering, name="ha_clustering"),
     path("cluster-control/", views.cluster_control, name="cluster_control"),
     path("cluster-control/create", views.create_cluster, name="create_cluster"),
+    path("cluster-control/shared-answers", views.shared_answers, name="shared_answers"),
     path("cluster-control/add-to-cluster", views.add_to_cluster, name="add_to_cluster"),
     path("cluster-control/cancel-join", views.cancel_join, name="cancel_join"),
     path("cluster/join", views.join, name="join"),

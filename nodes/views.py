@@ -3,7 +3,9 @@
 import contextlib
 import json
 import os
+import ssl
 import threading
+import urllib.request
 from datetime import UTC, datetime
 
 from django.contrib import messages
@@ -12,15 +14,16 @@ from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
 from cluster import events
 from cluster.backup import views as backup_views
+from cluster.certificates.rules import certificate_directory
 from cluster.membership.forms import SharedAddressForm
 from cluster.models import Cluster
 from nodes import agent, membership
 from nodes.local import shared_url, unit_mode, wui_url
-from wui import text
+from wui import text, tls
 
 PLANNED = {}
 MAX_JOIN_BODY = 8192
@@ -110,6 +113,27 @@ def add_to_cluster(request):
 def cancel_join(request):
     agent.cancel_join()
     return redirect("cluster_control")
+
+
+@require_GET
+def shared_answers(request):
+    """Whether the cluster's shared WUI answers, for the page that waits to Continue there.
+
+    This unit asks, not the browser: until the operator has accepted the shared address's
+    certificate, the browser refuses it, and a refused certificate looks like no answer at all, so
+    Continue would never open. The shared WUI runs on this very unit (its admin) with this unit's
+    own certificate, so that is the certificate it must present.
+    """
+    url = shared_url("health")
+    if url is None:
+        return JsonResponse({"answers": False})
+    context = ssl.create_default_context(cafile=tls.certificate_file(certificate_directory()))
+    try:
+        with urllib.request.urlopen(url, timeout=2, context=context) as response:
+            answers = response.status == 200
+    except (OSError, ValueError):
+        answers = False
+    return JsonResponse({"answers": answers})
 
 
 def create_cluster(request):
