@@ -81,7 +81,8 @@ def test_enable_and_disable_answer_the_node_and_refuse_with_the_wuis_reason(api,
     assert api.post("/api/v1/nodes/2/enable").json()["enabled"] is True
     assert api.post("/api/v1/nodes/2/resync").status_code == 200
     assert Event.objects.filter(message__startswith="Node 2 resync requested by admin").exists()
-    assert api.post("/api/v1/nodes/9/enable").status_code == 404
+    missing = api.post("/api/v1/nodes/9/enable")
+    assert (missing.status_code, missing.json()["detail"]) == (404, "There is no node 9 in the cluster.")
 
 
 def test_add_node_answers_202_with_a_join_operation_to_poll(api):

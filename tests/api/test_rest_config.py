@@ -78,7 +78,8 @@ def test_network_interfaces_are_read_and_changed_all_or_nothing(api):
     assert refused.status_code == 400
     assert "192.168.5.1" in refused.json()["detail"]
     assert Interface.objects.get(name="eth1").mtu == 1400 and config.latest_number() == now
-    assert api.get("/api/v1/network/interfaces/eth9").status_code == 404
+    missing = api.get("/api/v1/network/interfaces/eth9")
+    assert (missing.status_code, missing.json()["detail"]) == (404, "There is no interface eth9.")
 
 
 def test_generations_are_listed_diffed_and_rolled_back(api):

@@ -8,7 +8,6 @@ from django.conf import settings
 from django.db import transaction
 from django.forms.models import model_to_dict
 from django.http import Http404, HttpResponse, JsonResponse
-from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
@@ -128,16 +127,28 @@ def node_json(row):
     }
 
 
+def found(rows, what, **lookup):
+    """The one row ``lookup`` names, or a 404 that says what was not found ("There is no node 9.")."""
+    row = rows.filter(**lookup).first()
+    if row is None:
+        raise Http404(f"There is no {what}.")
+    return row
+
+
 def _node_json(number):
     _, rows, _ = membership.node_rows()
     row = next((r for r in rows if r["node"].number == number), None)
     if row is None:
-        raise Http404("No such node.")
+        raise Http404(f"There is no node {number} in the cluster.")
     return node_json(row)
 
 
+def _service(pk):
+    return found(VirtualService.objects, f"Virtual Service {pk}", pk=pk)
+
+
 def _node(number):
-    return get_object_or_404(Node, number=number)
+    return found(Node.objects, f"node {number} in the cluster", number=number)
 
 
 def cluster_json():
@@ -315,13 +326,13 @@ class VirtualServiceDetail(ApiView):
     @doc(serializers.VirtualService_, codes=(401, 403, 404), write=False)
     def get(self, request, pk):
         """One Virtual Service."""
-        return Response(vs_json(get_object_or_404(VirtualService, pk=pk)))
+        return Response(vs_json(_service(pk)))
 
     @doc(serializers.VirtualService_, request=serializers.VirtualServiceIn)
     @checked
     def patch(self, request, pk):
         """Change the fields sent; the others keep their values."""
-        current = model_to_dict(get_object_or_404(VirtualService, pk=pk), serializers.VS_FIELDS)
+        current = model_to_dict(_service(pk), serializers.VS_FIELDS)
         try:
             vs, _ = vs_rules.save_service(actor(request), {**current, **fields(request, serializers.VS_FIELDS)}, pk)
         except vs_rules.Refused as exc:
@@ -343,7 +354,7 @@ class RealServerList(ApiView):
     @doc(serializers.RealServer(many=True), codes=(401, 403, 404), write=False)
     def get(self, request, pk):
         """The service's real servers."""
-        vs = get_object_or_404(VirtualService, pk=pk)
+        vs = _service(pk)
         return Response(serializers.RealServer(vs.real_servers.all(), many=True).data)
 
     @doc({201: serializers.RealServer}, request=serializers.RealServerIn)
@@ -360,7 +371,7 @@ class RealServerList(ApiView):
 
 class RealServerDetail(ApiView):
     def _row(self, pk, rs_pk):
-        return get_object_or_404(get_object_or_404(VirtualService, pk=pk).real_servers, pk=rs_pk)
+        return found(_service(pk).real_servers, f"real server {rs_pk} in Virtual Service {pk}", pk=rs_pk)
 
     @doc(serializers.RealServer, codes=(401, 403, 404), write=False)
     def get(self, request, pk, rs_pk):
@@ -457,14 +468,14 @@ class InterfaceDetail(ApiView):
     def get(self, request, name):
         """One interface, by name."""
         network.ensure_interfaces()
-        return Response(interface_json(get_object_or_404(Interface, name=name)))
+        return Response(interface_json(found(Interface.objects, f"interface {name}", name=name)))
 
     @doc(serializers.InterfaceOut, request=serializers.InterfacePatch)
     @checked
     def patch(self, request, name):
         """Change the settings sent (Network Setup); all of them or, on a refusal, none."""
         network.ensure_interfaces()
-        interface = get_object_or_404(Interface, name=name)
+        interface = found(Interface.objects, f"interface {name}", name=name)
         if not hasattr(request.data, "items"):
             raise errors.BadInput("Send a JSON object.")
         # All of one PATCH or none of it: the first refusal undoes the changes before it.
@@ -493,7 +504,9 @@ def generation_json(generation, document=False):
 
 
 def _generation(number):
-    return get_object_or_404(ConfigGeneration.objects.select_related("created_by"), number=number)
+    return found(
+        ConfigGeneration.objects.select_related("created_by"), f"configuration generation {number}", number=number
+    )
 
 
 class GenerationList(ApiView):
