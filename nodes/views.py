@@ -22,6 +22,7 @@ from cluster.certificates.rules import certificate_directory
 from cluster.membership.forms import SharedAddressForm
 from cluster.models import Cluster
 from nodes import agent, membership
+from nodes.agent.machine import wui_certificate_fingerprint
 from nodes.local import shared_url, unit_mode, wui_url
 from wui import text, tls
 
@@ -71,7 +72,9 @@ def cluster_control(request):
         "membership": state,
         "shared_url": shared_url(),
         "unit_address": request.get_host().rsplit(":", 1)[0],
-        "offer": agent.join_offer(),
+        "offer": (offer := agent.join_offer()),
+        # Shown beside the host key's: what the browser shows for this page, and what the cluster pins.
+        "certificate_fingerprint": wui_certificate_fingerprint() if offer else "",
         "join_window_minutes": agent.JOIN_WINDOW // 60,
         "converting": converted and not back,
         "back": mode == "member" and request.GET.get("back") == "1" and _rebooted_since_joining(),

@@ -2,11 +2,14 @@
 
 import re
 import sqlite3
+import ssl
 from contextlib import closing
 
 import pytest
 from playwright.sync_api import expect
 
+from nodes.agent.formats import tls_fingerprint
+from tests.harness import WUI_PORT
 from tests.helpers import SHARED, SHARED_URL, choose_clustering, log_in, row
 
 pytestmark = pytest.mark.browser
@@ -43,6 +46,9 @@ def test_create_a_cluster_then_join_enable_drain_and_delete_a_node(page, units):
     page.get_by_role("button", name="Add to Cluster").click()
     code = page.get_by_test_id("join-code").inner_text().strip()
     fingerprint = page.get_by_test_id("fingerprint").inner_text().strip()
+    # And the fingerprint of the certificate the unit's WUI presents, to compare with the browser's.
+    presented = ssl.PEM_cert_to_DER_cert(ssl.get_server_certificate((second.address, WUI_PORT)))
+    expect(page.get_by_test_id("certificate-fingerprint")).to_have_text(tls_fingerprint(presented))
     expect(page.locator(".countdown")).to_have_text(re.compile(r"^(10:00|9:\d\d)$"))
 
     # Add New Node on the shared address.
