@@ -14,7 +14,6 @@ import datetime
 import fcntl
 import ipaddress
 import os
-import tempfile
 from pathlib import Path
 
 from cryptography import x509
@@ -23,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from nodes.agent.formats import TLS_CERTIFICATE, TLS_DIRECTORY, TLS_KEY_AND_CERTIFICATE, tls_fingerprint
+from nodes.agent.formats import TLS_CERTIFICATE, TLS_DIRECTORY, TLS_KEY_AND_CERTIFICATE, atomic_write, tls_fingerprint
 
 VALIDITY_DAYS = 3650  # appliances make theirs for ten years: the operator replaces it, not the calendar
 MAX_PEM_BYTES = 64 * 1024  # a certificate chain or a key is a few kilobytes
@@ -126,26 +125,10 @@ def _locked(where):
         yield
 
 
-def _write(path, data, mode):
-    """Written whole and renamed into place: a reader sees the old file or the new one, never half."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def _install(where, served_pem, certificate_pem, self_made):
     # The served file first: the server never loads a key without its certificate or the reverse.
-    _write(served_file(where), served_pem, 0o600)
-    _write(certificate_file(where), certificate_pem, 0o644)
+    atomic_write(served_file(where), served_pem, 0o600)
+    atomic_write(certificate_file(where), certificate_pem, 0o644)
     marker = where / SELF_MADE
     if self_made:
         marker.touch()
