@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import ssl
 import tarfile
 import tempfile
 
@@ -80,6 +81,15 @@ TLS_KEY_AND_CERTIFICATE = "wui.pem"
 def tls_fingerprint(der):
     """A TLS certificate's SHA-256 fingerprint as browsers and ``openssl x509 -fingerprint`` show it."""
     return ":".join(f"{byte:02X}" for byte in hashlib.sha256(der).digest())
+
+
+def pem_certificate_fingerprint(pem):
+    """The fingerprint of the first certificate of a PEM file (a chain may follow it): the one served.
+
+    ValueError when there is no certificate.
+    """
+    end = pem.index(ssl.PEM_FOOTER) + len(ssl.PEM_FOOTER)
+    return tls_fingerprint(ssl.PEM_cert_to_DER_cert(pem[:end]))
 
 
 # --- tar members -------------------------------------------------------------------------------

@@ -3,9 +3,8 @@
 import os
 import platform
 import socket
-import ssl
 
-from nodes.agent.formats import TLS_CERTIFICATE, TLS_DIRECTORY, tls_fingerprint
+from nodes.agent.formats import TLS_CERTIFICATE, TLS_DIRECTORY, pem_certificate_fingerprint
 from nodes.agent.state import node_home, read_json, running_version
 
 
@@ -78,7 +77,7 @@ def wui_certificate_fingerprint():
     """The SHA-256 fingerprint of the certificate this unit's WUI serves ("" before its first start)."""
     try:
         with open(os.path.join(node_home(), TLS_DIRECTORY, TLS_CERTIFICATE), encoding="ascii") as f:
-            return tls_fingerprint(ssl.PEM_cert_to_DER_cert(f.read()))
+            return pem_certificate_fingerprint(f.read())
     except (OSError, ValueError):
         return ""
 

@@ -312,6 +312,16 @@ def test_the_operators_certificate_replaces_the_units_own_from_the_next_connecti
             presented(unit.address, cafile=own_file)
         unit.restart()  # kept across restarts
         assert presented(unit.address, cafile=ca_file) == fingerprint
+
+        # With its chain after it (as the page invites): the agent reports the certificate served.
+        operator = Operator(unit)  # who trusts the certificate the unit serves now
+        operator.log_in()
+        certificate, key = authority.issue(unit.address)
+        status, _, page = operator.upload(
+            "/certificates/wui/", {"certificate": certificate + authority.pem, "key": key}
+        )
+        assert status == 200, page
+        assert unit.agent("facts")["tls_fingerprint"] == presented(unit.address, cafile=ca_file)
     finally:
         unit.factory_reset()  # back to a fresh unit, which makes its own certificate again
 
