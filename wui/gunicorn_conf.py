@@ -4,8 +4,10 @@ HTTPS on the bound address with the unit's certificate (wui/tls.py), made on the
 the unit's addresses; plain HTTP on FLOTILLA_HTTP_PORT (default 8080, 0: none) of the same address
 answers every request with a redirect to the same path over HTTPS.
 
-Gunicorn's threaded worker loads the certificate file for every new connection, so a replaced
-certificate is served from the next connection on, without a restart.
+Gunicorn asks for the TLS context on every new connection: ``ssl_context`` keeps one per worker and
+builds it again when the certificate file was replaced (a new file: ``os.replace``), so a replaced
+certificate is served from the next connection on, without a restart, and an unchanged one costs a
+stat instead of loading the key and certificate for every connection.
 """
 
 import ipaddress
@@ -20,6 +22,19 @@ from wui import tls
 certfile = str(tls.served_file(tls.directory()))  # the key is in the same file
 HTTP_PORT = int(os.environ.get("FLOTILLA_HTTP_PORT", "8080"))
 _HOST = re.compile(r"[A-Za-z0-9.\-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\]")
+
+
+_context = (None, None)
+
+
+def ssl_context(conf, default_ssl_context_factory):
+    global _context
+    found = os.stat(conf.certfile)
+    # Stat before loading: a replacement in between costs one more build, never a stale context.
+    version = (found.st_ino, found.st_mtime_ns, found.st_size)
+    if _context[0] != version:
+        _context = (version, default_ssl_context_factory())
+    return _context[1]
 
 
 def unit_addresses(environ=os.environ):
