@@ -538,3 +538,12 @@ def node_rows(now=None):
             }
         )
     return cluster, rows, has_vs
+
+
+def traffic(rows):
+    """The cluster's traffic from ``node_rows``: what the nodes last reported (the Down ones report nothing)."""
+    counted = [r["node"] for r in rows if r["status"] != Status.DOWN]
+    return {
+        "connections": sum(n.active_connections for n in counted),
+        "requests_per_second": sum(n.requests_per_second for n in counted),
+    }

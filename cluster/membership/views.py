@@ -55,9 +55,7 @@ def _context(request=None, **extra):
         "cluster": cluster,
         "rows": rows,
         "has_vs": has_vs,
-        # The cluster's traffic: what the nodes last reported (the Down ones report nothing).
-        "connections": sum(r["node"].active_connections for r in rows if r["status"] != "down"),
-        "requests_per_second": sum(r["node"].requests_per_second for r in rows if r["status"] != "down"),
+        **membership.traffic(rows),
         "enabled_count": enabled,
         "admin_disabled": next((r["node"] for r in rows if r["node"].is_admin and not r["node"].enabled), None),
         "joins": joins,

@@ -23,7 +23,9 @@ from wui.access.call import yn
 def status(call):
     cluster, rows, _ = membership.node_rows()
     since = timezone.now() - RECENT_JOINS
-    joins = JoinRequest.objects.filter(Q(state=JoinRequest.State.PENDING) | Q(created_at__gte=since))
+    joins = JoinRequest.objects.select_related("node").filter(
+        Q(state=JoinRequest.State.PENDING) | Q(created_at__gte=since)
+    )
     data = {
         "Cluster": {
             "Mode": cluster.mode,
@@ -203,14 +205,16 @@ def showiface(call):
 
 def stats(call):
     _, rows, _ = membership.node_rows()
-    counted = [r["node"] for r in rows if r["status"] != "down"]
+    total = membership.traffic(rows)
     return {
-        "VStotals": {
-            "ActiveConns": sum(n.active_connections for n in counted),
-            "RequestsPerSec": sum(n.requests_per_second for n in counted),
-        },
+        "VStotals": {"ActiveConns": total["connections"], "RequestsPerSec": total["requests_per_second"]},
         "Node": [
-            {"NodeId": n.number, "ActiveConns": n.active_connections, "RequestsPerSec": n.requests_per_second}
-            for n in counted
+            {
+                "NodeId": r["node"].number,
+                "ActiveConns": r["node"].active_connections,
+                "RequestsPerSec": r["node"].requests_per_second,
+            }
+            for r in rows
+            if r["status"] != "down"
         ],
     }

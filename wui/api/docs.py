@@ -27,7 +27,7 @@ def documentation(request):
     if not request.user.is_authenticated:
         return redirect_to_login(request.get_full_path(), settings.LOGIN_URL)
     schema = SchemaGenerator().get_schema(request=None, public=True)
-    return render(request, "wui/api_docs.html", {"title": "REST API", "groups": _groups(schema), "schema": schema})
+    return render(request, "wui/api_docs.html", {"title": "REST API", "groups": _groups(schema)})
 
 
 def _groups(schema):

@@ -8,8 +8,9 @@ the cluster's state (or a stale generation), 413 too large.
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from rest_framework import exceptions, status
-from rest_framework.response import Response
 from rest_framework.views import exception_handler
+
+from cluster.membership.rules import Refused as RuleRefused
 
 
 class Refused(exceptions.APIException):
@@ -28,11 +29,6 @@ class BadInput(exceptions.APIException):
     def __init__(self, detail, errors=None):
         super().__init__(detail)
         self.errors = errors or {}
-
-
-class TooLarge(exceptions.APIException):
-    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_detail = "The upload is too large."
 
 
 class Stale(exceptions.APIException):
@@ -57,6 +53,9 @@ def handle(exc, context):
     """DRF's handler, with the contract's shape: always ``detail`` as one string."""
     if isinstance(exc, (Http404, PermissionDenied)):
         return exception_handler(exc, context)
+    if isinstance(exc, RuleRefused):
+        # A membership or rolling-reboot rule refused because of the cluster's state: its own words, 409.
+        exc = Refused(str(exc))
     if isinstance(exc, exceptions.ValidationError) and not isinstance(exc, BadInput):
         errors = _flatten(exc.detail)
         exc = BadInput(" ".join(f"{f}: {' '.join(m)}" for f, m in errors.items()) or "Bad input.", errors)
@@ -77,7 +76,3 @@ def _flatten(detail):
     if isinstance(detail, dict):
         return {str(k): [str(m) for m in (v if isinstance(v, list) else [v])] for k, v in detail.items()}
     return {"non_field_errors": [str(m) for m in (detail if isinstance(detail, list) else [detail])]}
-
-
-def refused_response(detail, code=status.HTTP_409_CONFLICT):
-    return Response({"detail": detail}, status=code)

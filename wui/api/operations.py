@@ -114,6 +114,15 @@ def of_rolling(rollout, kind="rolling-reboot"):
     return operation(kind, rollout.pk, state, message, _progress(rollout, (RolloutNode.State.REBOOTED,)))
 
 
+def of_rollout(rollout):
+    """The operation a Rollout row is now: a restore's reboots, a rolling reboot, or the install before it."""
+    if rollout.kind == Rollout.Kind.RESTORE:
+        return of_rolling(rollout, "restore")
+    if rollout.state in (Rollout.State.ROLLING, Rollout.State.HALTED):
+        return of_rolling(rollout)
+    return of_update(rollout)
+
+
 def _rollout(kind):
     def read(pk):
         wanted = Rollout.Kind.RESTORE if kind == "restore" else Rollout.Kind.UPDATE

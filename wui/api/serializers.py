@@ -8,6 +8,7 @@ from rest_framework import serializers
 
 from cluster.membership.status import Status
 from cluster.models import Cluster, Interface, VirtualService
+from cluster.virtual_services.forms import VirtualServiceForm
 from wui.api.operations import KINDS
 
 
@@ -93,22 +94,7 @@ class RealServerIn(Write):
     enabled = serializers.BooleanField(required=False)
 
 
-VS_FIELDS = [
-    "name",
-    "address",
-    "port",
-    "protocol",
-    "layer",
-    "scheduling",
-    "persistence",
-    "persistence_timeout",
-    "transparency",
-    "subnet_originating",
-    "check_url",
-    "check_status",
-    "interface",
-    "enabled",
-]
+VS_FIELDS = VirtualServiceForm.Meta.fields  # what save_service validates, in the form's order
 
 
 class VirtualService_(serializers.ModelSerializer):

@@ -27,6 +27,7 @@ from cluster.network import rules as network_rules
 from cluster.rollout import rules as rollout
 from cluster.rollout import versions
 from cluster.virtual_services import rules as vs_rules
+from cluster.virtual_services.forms import RealServerForm
 from firmware import install, patch
 from wui.api import errors, operations, serializers
 from wui.api.stale import checked
@@ -153,15 +154,13 @@ def _node(number):
 
 def cluster_json():
     cluster, rows, _ = membership.node_rows()
-    counted = [r for r in rows if r["status"] != "down"]
     return {
         "mode": cluster.mode,
         "shared_address": cluster.shared_address,
         "virtual_id": cluster.virtual_id,
         "drain_time": cluster.drain_time,
         "generation": config.latest_number(),
-        "connections": sum(r["node"].active_connections for r in counted),
-        "requests_per_second": sum(r["node"].requests_per_second for r in counted),
+        **membership.traffic(rows),
         "versions": versions.describe(),
         "nodes": [node_json(r) for r in rows],
     }
@@ -210,10 +209,7 @@ class NodeList(ApiView):
         if not form.is_valid():
             raise errors.form_errors(form)
         data = form.cleaned_data
-        try:
-            join = membership.request_join(data["address"], data["code"], data["fingerprint"], actor(request))
-        except membership.Refused as exc:
-            raise errors.Refused(str(exc)) from exc
+        join = membership.request_join(data["address"], data["code"], data["fingerprint"], actor(request))
         return accepted(operations.of_join(join))
 
 
@@ -228,10 +224,7 @@ class NodeDetail(ApiView):
     def delete(self, request, number):
         """Delete a Disabled node that has drained. 202: poll the delete."""
         node = _node(number)
-        try:
-            membership.request_delete(node.pk, actor(request))
-        except membership.Refused as exc:
-            raise errors.Refused(str(exc)) from exc
+        membership.request_delete(node.pk, actor(request))
         return accepted(operations.of_delete(node.pk))
 
 
@@ -245,10 +238,7 @@ class NodeAction(ApiView):
     def post(self, request, number):
         """Enable, Disable or Resync the node; answers the node as it is now."""
         node = _node(number)
-        try:
-            self.rule(node.pk, actor(request))
-        except membership.Refused as exc:
-            raise errors.Refused(str(exc)) from exc
+        self.rule(node.pk, actor(request))
         return Response(_node_json(number))
 
 
@@ -272,10 +262,7 @@ class NodeReboot(ApiView):
     def post(self, request, number):
         """Reboot the node to run an installed software update (one node out at a time). 202: poll the reboot."""
         node = _node(number)
-        try:
-            rollout.reboot(node.pk, actor(request))
-        except membership.Refused as exc:
-            raise errors.Refused(str(exc)) from exc
+        rollout.reboot(node.pk, actor(request))
         marks = RolloutNode.objects.select_related("node").filter(node=node, reboot_requested_at__isnull=False)
         mark = marks.order_by("-reboot_requested_at").first()
         return accepted(operations.of_reboot(mark))
@@ -347,7 +334,7 @@ class VirtualServiceDetail(ApiView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-RS_FIELDS = ("address", "port", "weight", "enabled")
+RS_FIELDS = tuple(RealServerForm.Meta.fields)
 
 
 class RealServerList(ApiView):
@@ -557,11 +544,8 @@ def _latest_update():
 
 
 def rollout_json(row):
-    kind = "restore" if row.kind == Rollout.Kind.RESTORE else "update"
-    if row.kind == Rollout.Kind.UPDATE and row.state in (Rollout.State.ROLLING, Rollout.State.HALTED):
-        kind = "rolling-reboot"
     return {
-        "operation": operations.find(f"{kind}-{row.pk}"),
+        "operation": operations.of_rollout(row),
         "version": row.version,
         "state": row.state,
         "state_text": row.get_state_display(),
@@ -647,10 +631,7 @@ class RollingReboot(ApiView):
     @checked
     def post(self, request):
         """Reboot the nodes one at a time to run the installed update, the admin node last. 202: poll it."""
-        try:
-            row = rollout.start_rolling(actor(request))
-        except rollout.Refused as exc:
-            raise errors.Refused(str(exc)) from exc
+        row = rollout.start_rolling(actor(request))
         return accepted(_rollout_op(row))
 
 
@@ -661,11 +642,8 @@ class RolloutAction(ApiView):
     @checked
     def post(self, request):
         """Resume a halted rolling reboot, or cancel one (no further node is taken out)."""
-        try:
-            row = self.rule(actor(request))
-        except rollout.Refused as exc:
-            raise errors.Refused(str(exc)) from exc
-        return Response(_rollout_op(row), headers={"Location": _rollout_op(row)["url"]})
+        row = self.rule(actor(request))
+        return accepted(_rollout_op(row), status.HTTP_200_OK)
 
 
 class RolloutResume(RolloutAction):
