@@ -12,9 +12,9 @@ Refused = membership.Refused
 def create_cluster(shared_address, actor):
     """Make this standalone unit the admin node (node 1) of a cluster on ``shared_address`` and reboot it
     into that role; returns the shared address as checked. Refused says why nothing changed."""
-    facts = agent.facts()
     if unit_mode() != "standalone":
         raise Refused("This unit is already in a cluster")
+    facts = agent.facts()
     shared = membership.check_shared_address(shared_address, _addresses(facts))
     agent.authorize_key(ssh.cluster_public_key())
     membership.create_cluster(shared, facts, own_address(facts), actor)

@@ -13,10 +13,8 @@ from cluster import events
 from cluster.backup import rules as backup
 from cluster.models import Rollout
 from cluster.rollout import rules as rollout
-from cluster.rollout import versions
 from firmware import install, patch
 from firmware.install import patch_dir
-from nodes.agent.formats import replace_durably
 from wui.access.answers import Failure, File
 from wui.text import human_size
 from wui.uploads import content_length
@@ -62,11 +60,9 @@ def backup_file(call):
     try:
         if passphrase:
             passphrase = backup.check_passphrase(passphrase, passphrase)
-        data = backup.build(include_users, passphrase=passphrase or None)
+        data = backup.download(call.actor, include_users, passphrase)
     except backup.BackupError as exc:
         raise Failure(f"No backup was made. {exc}.") from exc
-    said = [("with users" if include_users else ""), ("protected with a passphrase" if passphrase else "")]
-    events.operator_action(call.actor, "Backup downloaded" + "".join(f" ({s})" for s in said if s))
     return File(data, backup.filename())
 
 
@@ -109,17 +105,10 @@ def installpatch(call):
         raise Failure(f"The software update was refused: {active.busy}.")
     with body_to_file(call, patch_dir() / "incoming", ".patch", settings.FIRMWARE_MAX_BYTES, "a software update") as up:
         try:
-            manifest = patch.verify(
-                up.name,
-                settings.FIRMWARE_TRUSTED_KEYS,
-                settings.FIRMWARE_MAX_BYTES,
-                versions.cluster_version(),
-                allow_downgrade=call.flag("allowdowngrade", default=False),
-            )
-        except patch.PatchError as exc:
+            # Verified and kept under its sha256, as the WUI keeps a validated upload.
+            manifest = install.accept(up.name, call.flag("allowdowngrade", default=False))
+        except (rollout.Refused, patch.PatchError) as exc:  # install.Busy is a rollout.Refused
             raise Failure(f"The software update was refused: {exc}.") from exc
-        # Kept under its sha256, as the WUI keeps a validated upload: install.start checks it again.
-        replace_durably(up.name, install.patch_path(manifest.sha256))
     try:
         update = install.start(manifest.sha256, call.actor)
     except rollout.Refused as exc:

@@ -1,7 +1,6 @@
 """A unit's own commands on its own address: create a cluster, wait to join one, its status, reboot."""
 
 from nodes import agent, membership
-from nodes.local import unit_mode
 from wui.access.answers import Failure
 
 
@@ -10,7 +9,7 @@ def status(call):
     offer = agent.join_offer()
     data = {
         "Unit": {
-            "Mode": unit_mode(),
+            "Mode": state.get("mode", "standalone"),
             "SharedAddress": state.get("shared_address") or "",
             "Version": agent.running_version(),
         }
